@@ -1,0 +1,173 @@
+"""Compatibility shims for today's stack, in one place, applied on import.
+
+Each shim is small, idempotent and covered by ``tests/test_compat.py``:
+
+1. ``mmcv.ops`` without compiled extensions (mmcv-lite): mmseg 1.2 imports
+   ``mmcv.ops`` at import time. When ``mmcv._ext`` is missing we install a
+   ``mmcv.ops`` module that serves mmcv's own pure-PyTorch ``point_sample``
+   and turns every other op into a placeholder that raises a clear error when
+   used. With the full mmcv installed nothing is touched.
+2. Safe checkpoint loading on torch >= 2.6: mmengine 0.10 calls ``torch.load``
+   without ``weights_only``. We register a local-file loader that always uses
+   ``weights_only=True`` with an allow-list of the exact types an mmengine
+   checkpoint needs (``HistoryBuffer`` and numpy arrays / scalars), and that
+   names the file and the refused type when a checkpoint carries anything
+   else. ``HistoryBuffer`` is also made to pickle without bound-method
+   references so that its state needs no ``getattr``.
+3. SciPy >= 1.14 removed ``interp2d``; mmpretrain and mmseg resize relative
+   position tables with it. We provide the equivalent bicubic spline.
+"""
+import importlib.util
+import os.path as osp
+import pickle
+import sys
+import types
+
+import numpy as np
+import torch
+
+_APPLIED = False
+
+
+# --------------------------------------------------------------------------
+# 1. mmcv.ops on mmcv-lite
+# --------------------------------------------------------------------------
+def has_compiled_mmcv_ops() -> bool:
+    """Whether the installed mmcv ships its compiled extension."""
+    return importlib.util.find_spec('mmcv._ext') is not None
+
+
+class _MissingOp:
+    """Placeholder for an mmcv op that needs the compiled extension."""
+    op_name = 'op'
+
+    def __new__(cls, *args, **kwargs):
+        raise RuntimeError(
+            f'mmcv.ops.{cls.op_name} needs the full mmcv with compiled ops, '
+            'but mmcv-lite is installed. See requirements/optional.txt.')
+
+
+def _install_lite_mmcv_ops() -> None:
+    if 'mmcv.ops' in sys.modules or has_compiled_mmcv_ops():
+        return
+    import mmcv
+    ops_dir = osp.join(osp.dirname(mmcv.__file__), 'ops')
+    spec = importlib.util.spec_from_file_location(
+        'mmcv.ops.point_sample', osp.join(ops_dir, 'point_sample.py'))
+    point_sample_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(point_sample_mod)
+
+    ops = types.ModuleType('mmcv.ops')
+    ops.__path__ = []  # a package, so `import mmcv.ops.point_sample` works
+    ops.__file__ = __file__
+    ops.point_sample = point_sample_mod
+    for name in ('point_sample', 'bilinear_grid_sample',
+                 'rel_roi_point_to_rel_img_point'):
+        setattr(ops, name, getattr(point_sample_mod, name))
+
+    def __getattr__(name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        return type(name, (_MissingOp, ), dict(op_name=name))
+
+    ops.__getattr__ = __getattr__
+    sys.modules['mmcv.ops'] = ops
+    sys.modules['mmcv.ops.point_sample'] = point_sample_mod
+    mmcv.ops = ops
+
+
+# --------------------------------------------------------------------------
+# 2. weights_only checkpoint loading
+# --------------------------------------------------------------------------
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint holds a type outside the allow-list."""
+
+
+def safe_checkpoint_globals() -> list:
+    """The exact non-tensor types an mmengine/mmpretrain checkpoint needs."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    multiarray = np._core.multiarray if hasattr(np, '_core') \
+        else np.core.multiarray
+    dtype_classes = [type(np.dtype(t)) for t in (
+        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+        np.float16, np.float32, np.float64, np.str_)]
+    return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct,
+            multiarray.scalar, *dtype_classes]
+
+
+def safe_torch_load(filename, map_location='cpu'):
+    """``torch.load`` with ``weights_only=True`` and our allow-list.
+
+    Raises:
+        FileNotFoundError: the file does not exist (names it).
+        UnsafeCheckpointError: the file holds a type outside the allow-list
+            (names the file and the type); no code of the file has run.
+        RuntimeError: the file is not a readable checkpoint (names it).
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} can not be found.')
+    try:
+        with torch.serialization.safe_globals(safe_checkpoint_globals()):
+            return torch.load(filename, map_location=map_location,
+                              weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f'Refused to load checkpoint {filename}: it holds a Python '
+            'object outside the allow-list of safe types, and loading it '
+            f'could run code. Details: {str(e).splitlines()[0]}') from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise RuntimeError(f'Could not read checkpoint {filename}: it is '
+                           f'truncated or not a torch checkpoint ({e})') \
+            from None
+
+
+def _history_buffer_getstate(self):
+    state = self.__dict__.copy()
+    state.pop('statistics_methods', None)  # restored from the class
+    return state
+
+
+def _install_safe_checkpoint_loading() -> None:
+    from mmengine.logging.history_buffer import HistoryBuffer
+    from mmengine.runner.checkpoint import CheckpointLoader
+    HistoryBuffer.__getstate__ = _history_buffer_getstate
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=safe_torch_load, force=True)
+
+
+# --------------------------------------------------------------------------
+# 3. scipy.interpolate.interp2d
+# --------------------------------------------------------------------------
+class _Interp2d:
+    """Drop-in for the removed ``interp2d(x, y, z, kind='cubic')`` on a
+    regular grid: z has shape (len(y), len(x)); ``f(xn, yn)`` returns
+    shape (len(yn), len(xn))."""
+
+    def __init__(self, x, y, z, kind='linear', **kwargs):
+        from scipy.interpolate import RectBivariateSpline
+        k = dict(linear=1, cubic=3, quintic=5)[kind]
+        self._spline = RectBivariateSpline(
+            np.asarray(y), np.asarray(x), np.asarray(z), kx=k, ky=k)
+
+    def __call__(self, x, y):
+        return self._spline(np.asarray(y), np.asarray(x))
+
+
+def _install_interp2d() -> None:
+    from scipy import interpolate
+    try:
+        interpolate.interp2d([0, 1], [0, 1], [[0, 0], [0, 0]])
+    except (NotImplementedError, AttributeError, TypeError):
+        interpolate.interp2d = _Interp2d
+
+
+def apply() -> None:
+    """Apply every shim once."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _install_lite_mmcv_ops()
+    _install_safe_checkpoint_loading()
+    _install_interp2d()
+    _APPLIED = True

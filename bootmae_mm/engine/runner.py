@@ -1,0 +1,75 @@
+"""What tools/train.py and tools/test.py share: turning a config plus the usual
+OpenMMLab flags into a Runner for pretraining, classification or segmentation
+configs alike."""
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+
+_DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def infer_default_scope(cfg: Config) -> str:
+    """The config's ``default_scope``, or the registry that knows its model."""
+    if cfg.get('default_scope'):
+        return cfg.default_scope
+    model_type = cfg.get('model', {}).get('type', '')
+    from mmseg.registry import MODELS as SEG_MODELS
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+    if PRETRAIN_MODELS.get(model_type) is None and SEG_MODELS.get(model_type):
+        return 'mmseg'
+    return 'mmpretrain'
+
+
+def check_data_paths(cfg: Config) -> None:
+    """Fail before building anything when a dataset root is missing, naming
+    the config key and the path."""
+    for loader_key in _DATALOADERS:
+        loader = cfg.get(loader_key)
+        if not loader:
+            continue
+        dataset, key = loader.get('dataset'), f'{loader_key}.dataset'
+        while isinstance(dataset, dict):
+            root = dataset.get('data_root')
+            if root and '://' not in str(root) and not osp.isdir(root):
+                raise FileNotFoundError(
+                    f'{key}.data_root: dataset folder "{root}" does not exist '
+                    '(set it with --cfg-options '
+                    f'{key}.data_root=PATH)')
+            dataset, key = dataset.get('dataset'), key + '.dataset'
+
+
+def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
+    """On a machine without CUDA, start a gloo process group ourselves (
+    mmengine would call ``torch.cuda.set_device``) and wrap the model in DDP
+    without device ids."""
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    if launcher == 'slurm':
+        os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+        os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+        os.environ.setdefault('LOCAL_RANK', os.environ['SLURM_LOCALID'])
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = \
+        'gloo'
+    if cfg.get('model_wrapper_cfg') is None and cfg.get('strategy') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel', device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
+def build_runner(cfg: Config):
+    """A Runner, or a FlexibleRunner when the config names a ``strategy``
+    (FSDP / DeepSpeed)."""
+    if cfg.get('strategy') is not None:
+        from mmengine.runner import FlexibleRunner
+        return FlexibleRunner.from_cfg(cfg)
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+        return RUNNERS.build(cfg)
+    from mmengine.runner import Runner
+    return Runner.from_cfg(cfg)
