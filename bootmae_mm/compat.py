@@ -68,7 +68,9 @@ def _install_lite_mmcv_ops() -> None:
     def __getattr__(name):
         if name.startswith('__'):
             raise AttributeError(name)
-        return type(name, (_MissingOp, ), dict(op_name=name))
+        placeholder = type(name, (_MissingOp, ), dict(op_name=name))
+        setattr(ops, name, placeholder)
+        return placeholder
 
     ops.__getattr__ = __getattr__
     sys.modules['mmcv.ops'] = ops
@@ -92,7 +94,22 @@ def safe_checkpoint_globals() -> list:
         np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
         np.float16, np.float32, np.float64, np.str_)]
     return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct,
-            multiarray.scalar, *dtype_classes]
+            multiarray.scalar, *dtype_classes,
+            (_history_buffer_getattr, 'builtins.getattr')]
+
+
+_HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_getattr(obj, name):
+    """Stands in for ``builtins.getattr`` while unpickling: checkpoints saved
+    by stock mmengine pickle ``HistoryBuffer``'s statistics methods as
+    ``getattr(HistoryBuffer, 'mean')``. Only those four lookups are served."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if obj is HistoryBuffer and name in _HISTORY_BUFFER_METHODS:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'getattr({obj!r}, {name!r}) is not in the allow-list')
 
 
 def safe_torch_load(filename, map_location='cpu'):
@@ -115,11 +132,21 @@ def safe_torch_load(filename, map_location='cpu'):
         raise UnsafeCheckpointError(
             f'Refused to load checkpoint {filename}: it holds a Python '
             'object outside the allow-list of safe types, and loading it '
-            f'could run code. Details: {str(e).splitlines()[0]}') from None
+            f'could run code. Details: {_unpickler_reason(e)}') from None
     except (RuntimeError, EOFError, OSError) as e:
         raise RuntimeError(f'Could not read checkpoint {filename}: it is '
                            f'truncated or not a torch checkpoint ({e})') \
             from None
+
+
+def _unpickler_reason(err) -> str:
+    """The line of torch's weights_only error that names the refused
+    global (torch wraps it in a long advice text)."""
+    text = str(err)
+    if 'WeightsUnpickler error:' in text:
+        text = text.split('WeightsUnpickler error:', 1)[1]
+        text = text.split('Please use')[0].split('Check the documentation')[0]
+    return ' '.join(text.split()) or type(err).__name__
 
 
 def _history_buffer_getstate(self):
@@ -147,11 +174,15 @@ class _Interp2d:
     def __init__(self, x, y, z, kind='linear', **kwargs):
         from scipy.interpolate import RectBivariateSpline
         k = dict(linear=1, cubic=3, quintic=5)[kind]
+        x, y, z = np.ravel(x), np.ravel(y), np.asarray(z)
+        ix, iy = np.argsort(x), np.argsort(y)  # interp2d sorted the grid
         self._spline = RectBivariateSpline(
-            np.asarray(y), np.asarray(x), np.asarray(z), kx=k, ky=k)
+            y[iy], x[ix], z[np.ix_(iy, ix)], kx=k, ky=k)
 
     def __call__(self, x, y):
-        return self._spline(np.asarray(y), np.asarray(x))
+        # like interp2d: evaluates on the sorted grid; one row comes back 1-D
+        z = self._spline(np.sort(np.atleast_1d(y)), np.sort(np.atleast_1d(x)))
+        return z[0] if len(z) == 1 else z
 
 
 def _install_interp2d() -> None:

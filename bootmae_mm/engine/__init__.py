@@ -1,1 +1,2 @@
 from . import hooks  # noqa: F401
+from . import atomic_backend  # noqa: F401

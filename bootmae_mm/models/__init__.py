@@ -1,1 +1,2 @@
 from . import algorithms, backbones, heads, necks  # noqa: F401
+from . import data_preprocessors  # noqa: F401

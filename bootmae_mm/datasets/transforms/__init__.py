@@ -1,1 +1,4 @@
 
+from .bytes_loading import LoadImageBytes  # noqa: F401
+from .loading import RobustLoadImageFromFile  # noqa: F401
+from .masking import BootMAEMaskGenerator  # noqa: F401

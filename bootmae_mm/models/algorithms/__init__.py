@@ -1,1 +1,3 @@
+from .bootmae import BootMAE
 
+__all__ = ['BootMAE']

@@ -1,1 +1,1 @@
-
+from .bootmae_vit import BootMAEViT  # noqa: F401

@@ -1,1 +1,4 @@
+from .feature_head import BootMAEFeatureHead
+from .pixel_head import BootMAEPixelHead
 
+__all__ = ['BootMAEPixelHead', 'BootMAEFeatureHead']

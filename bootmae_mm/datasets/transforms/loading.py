@@ -1,0 +1,102 @@
+"""Image loading that survives odd and broken files in large folders."""
+from typing import Optional
+
+import numpy as np
+from mmcv.transforms import LoadImageFromFile
+from mmengine.logging import MMLogger
+from mmpretrain.registry import TRANSFORMS
+
+
+class UnreadableImageError(OSError):
+    """An image file that cannot be decoded (named in the message)."""
+
+
+def to_3channel_uint8(img: np.ndarray) -> np.ndarray:
+    """Turn a decoded image into an ``(H, W, 3)`` uint8 array.
+
+    Grey images are replicated to 3 channels, an alpha channel is dropped,
+    and 16-bit samples keep their high byte (as OpenCV's ``IMREAD_COLOR``).
+    Channel order is left as decoded.
+    """
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ValueError(f'unsupported sample type {img.dtype}')
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f'unsupported image shape {img.shape}')
+    if img.shape[2] in (1, 2):  # grey, grey + alpha
+        img = np.repeat(img[..., :1], 3, axis=2)
+    return np.ascontiguousarray(img[..., :3])
+
+
+@TRANSFORMS.register_module()
+class RobustLoadImageFromFile(LoadImageFromFile):
+    """``LoadImageFromFile`` that always yields a 3-channel uint8 image and
+    skips unreadable files.
+
+    Readable odd formats (grey, CMYK JPEG, 16-bit PNG, RGBA, palette) become
+    3-channel 8-bit images in the parent's channel order (BGR with the default
+    cv2 decoder, which already converts them for ``color_type='color'``; the
+    conversion also covers other ``color_type`` values).
+
+    A file that cannot be read or decoded (zero bytes, truncated JPEG, not an
+    image at all, missing) is, with ``skip_bad=True``, reported with a
+    warning in the current MMLogger naming the file and the number of files
+    skipped so far by this process (each data loader worker counts its own),
+    and the transform returns None: mmengine's ``BaseDataset`` then draws
+    another index in training (up to its ``max_refetch``), and raises in
+    test mode. With ``skip_bad=False`` an :class:`UnreadableImageError`
+    naming the file is raised instead.
+
+    **Required Keys:** ``img_path``
+
+    **Modified Keys:** ``img``, ``img_shape``, ``ori_shape``
+
+    Args:
+        skip_bad (bool): Skip unreadable files with a warning instead of
+            raising. Defaults to True.
+        to_float32 (bool): Return a float32 image (values 0..255).
+            Defaults to False.
+        **kwargs: Other arguments of ``mmcv.transforms.LoadImageFromFile``
+            (``color_type``, ``imdecode_backend``, ``backend_args``, ...).
+    """
+
+    def __init__(self,
+                 skip_bad: bool = True,
+                 to_float32: bool = False,
+                 **kwargs) -> None:
+        # Decode to uint8 first and cast last, so 16-bit input is scaled.
+        super().__init__(to_float32=False, **kwargs)
+        self.skip_bad = skip_bad
+        self.output_float32 = to_float32
+        self.num_skipped = 0
+
+    def transform(self, results: dict) -> Optional[dict]:
+        filename = results['img_path']
+        try:
+            loaded = super().transform(results)
+            if loaded is None:  # the parent's ``ignore_empty`` case
+                return None
+            img = to_3channel_uint8(loaded['img'])
+        except Exception as err:  # decoders raise many error types
+            if not self.skip_bad:
+                raise UnreadableImageError(
+                    f'cannot read image file {filename}: {err!r} (set '
+                    'skip_bad=True in RobustLoadImageFromFile to skip '
+                    'unreadable files)') from err
+            self.num_skipped += 1
+            MMLogger.get_current_instance().warning(
+                f'Skipped unreadable image file {filename} ({err!r}); '
+                f'{self.num_skipped} unreadable file(s) skipped so far in '
+                'this process')
+            return None
+        if self.output_float32:
+            img = img.astype(np.float32)
+        loaded['img'] = img
+        return loaded
+
+    def __repr__(self) -> str:
+        return (super().__repr__()[:-1] + f', skip_bad={self.skip_bad}, '
+                f'output_float32={self.output_float32})')

@@ -1,0 +1,87 @@
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmpretrain.registry import HOOKS
+
+from .schedule_utils import current_epoch
+
+
+def momentum_decay(epoch: float, start: float = 0.999, base: float = 0.9999,
+                   ramp_epochs: int = 100, dynamic: bool = False,
+                   final: float = 0.99999,
+                   dynamic_epochs: int = 300) -> float:
+    """BootMAE's EMA decay at ``epoch`` (BOOTMAE.md section 6).
+
+    ``start -> base`` linearly over ``ramp_epochs``; then ``base``, or with
+    ``dynamic`` a second linear ramp ``base -> final`` over
+    ``dynamic_epochs``.
+    """
+    if epoch < ramp_epochs:
+        return start + epoch / ramp_epochs * (base - start)
+    if not dynamic:
+        return base
+    progress = min(dynamic_epochs, epoch - ramp_epochs) / dynamic_epochs
+    return base + progress * (final - base)
+
+
+@HOOKS.register_module()
+class MomentumTargetHook(Hook):
+    """Updates BootMAE's momentum target after every optimizer step:
+    ``target = d * target + (1 - d) * online`` with ``d`` from
+    :func:`momentum_decay` (steps that only accumulate gradients do not move
+    the target). The target's weights live in the model, so they are saved
+    in and restored from checkpoints; the decay is derived from the epoch,
+    so a resumed run continues the schedule exactly. The current decay is
+    logged as ``momentum``.
+
+    Args:
+        start (float): decay at epoch 0. Defaults to 0.999.
+        base (float): decay at the end of the first ramp. Defaults to 0.9999.
+        ramp_epochs (int): length of the first ramp. Defaults to 100.
+        dynamic (bool): ramp on to ``final`` afterwards (ViT-B recipe).
+            Defaults to False.
+        final (float): decay at the end of the dynamic ramp.
+            Defaults to 0.99999.
+        dynamic_epochs (int): length of the dynamic ramp. Defaults to 300.
+        iters_per_epoch (int, optional): for iteration-based loops, how many
+            iterations make one epoch of the schedule.
+    """
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self, start: float = 0.999, base: float = 0.9999,
+                 ramp_epochs: int = 100, dynamic: bool = False,
+                 final: float = 0.99999, dynamic_epochs: int = 300,
+                 iters_per_epoch: Optional[int] = None):
+        for key, value in dict(start=start, base=base, final=final).items():
+            if not 0 < value < 1:
+                raise ValueError(f'MomentumTargetHook.{key}={value}: an EMA '
+                                 'decay must lie in (0, 1).')
+        if ramp_epochs <= 0 or dynamic_epochs <= 0:
+            raise ValueError('MomentumTargetHook: ramp_epochs and '
+                             'dynamic_epochs must be positive.')
+        self.schedule = dict(start=start, base=base, ramp_epochs=ramp_epochs,
+                             dynamic=dynamic, final=final,
+                             dynamic_epochs=dynamic_epochs)
+        self.iters_per_epoch = iters_per_epoch
+
+    def before_train(self, runner) -> None:
+        model = self._model(runner)
+        if not getattr(model, 'with_target', False):
+            raise TypeError(f'MomentumTargetHook needs a model with a '
+                            f'momentum target, got {type(model).__name__}.')
+        current_epoch(runner, self.iters_per_epoch)  # fail early if unusable
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if not runner.optim_wrapper.should_update():
+            return  # gradient accumulation: no optimizer step this iteration
+        decay = momentum_decay(current_epoch(runner, self.iters_per_epoch),
+                               **self.schedule)
+        self._model(runner).update_target(decay)
+        runner.message_hub.update_scalar('train/momentum', decay)
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model

@@ -1,0 +1,183 @@
+import copy
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+from mmpretrain.models import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+
+def _freeze_as_buffers(module: nn.Module) -> nn.Module:
+    """Turn every parameter of ``module`` into a persistent buffer: it stays
+    in the state dict (and so in checkpoints), moves with ``.to()``, takes
+    no gradient and is never handed to an optimizer."""
+    for m in module.modules():
+        for name, param in list(m._parameters.items()):
+            if param is not None:
+                del m._parameters[name]
+                m.register_buffer(name, param.detach())
+    return module
+
+
+@MODELS.register_module()
+class BootMAE(BaseSelfSupervisor):
+    """BootMAE: Bootstrapped Masked Autoencoders (Dong et al., ECCV 2022).
+
+    MAE plus (1) a second target, the features that a momentum (EMA) copy
+    of the encoder computes on the full image, and (2) two target-aware
+    decoders that cross-attend to encoder features of the visible patches
+    taken at the depth that suits their target (BOOTMAE.md).
+
+    The momentum copy lives in ``target_encoder`` as buffers (checkpointed,
+    never optimized); ``MomentumTargetHook`` updates it after each optimizer
+    step through :meth:`update_target`, and ``FeatureWeightRampHook`` sets
+    ``feature_ramp``.
+
+    Args:
+        backbone (dict): the encoder, a ``BootMAEViT``.
+        pixel_decoder (dict): ``BootMAEPixelDecoder`` (context: low tap).
+        pixel_head (dict): ``BootMAEPixelHead``.
+        feature_decoder (dict, optional): ``BootMAEFeatureDecoder`` (context:
+            high tap). None trains the pixel branch alone (MAE-style
+            ablation), without a momentum target.
+        feature_head (dict, optional): ``BootMAEFeatureHead``.
+        feature_weight (float): lambda, the weight of the feature loss once
+            the ramp is complete. Defaults to 1.
+        num_masking_patches (int, optional): masked patches per image, as
+            the masking transform makes them; when given, a step reads no
+            value of the mask back to the host (checked on the first step).
+        data_preprocessor (dict, optional): defaults to
+            ``SelfSupDataPreprocessor``.
+        init_cfg (dict, optional): initialization config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 pixel_decoder: dict,
+                 pixel_head: dict,
+                 feature_decoder: Optional[dict] = None,
+                 feature_head: Optional[dict] = None,
+                 feature_weight: float = 1.0,
+                 num_masking_patches: Optional[int] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if feature_weight < 0:
+            raise ValueError(
+                f'feature_weight={feature_weight} must be >= 0.')
+        if (feature_decoder is None) != (feature_head is None):
+            raise ValueError('feature_decoder and feature_head are given '
+                             'together (or both left out).')
+        super().__init__(backbone=backbone,
+                         data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
+        self.pixel_decoder = MODELS.build(pixel_decoder)
+        self.pixel_head = MODELS.build(pixel_head)
+        self.feature_weight = feature_weight
+        self.feature_ramp = 1.0
+        self.num_masking_patches = num_masking_patches
+        self._mask_checked = False
+        if feature_decoder is not None:
+            self.feature_decoder = MODELS.build(feature_decoder)
+            self.feature_head = MODELS.build(feature_head)
+            target_cfg = copy.deepcopy(backbone)
+            target_cfg.update(final_norm=False, drop_path_rate=0.,
+                              init_cfg=None)
+            self.target_encoder = _freeze_as_buffers(MODELS.build(target_cfg))
+            self.target_encoder.eval()
+            self.copy_online_to_target()
+        else:
+            self.feature_decoder = self.feature_head = None
+            self.target_encoder = None
+
+    @property
+    def with_target(self) -> bool:
+        return self.target_encoder is not None
+
+    # ------------------------------------------------------------------
+    # momentum target
+    # ------------------------------------------------------------------
+    def _target_pairs(self):
+        """Matching (target, online) tensors of the momentum update."""
+        online = dict(self.backbone.named_parameters())
+        targets, sources = [], []
+        for name, buf in self.target_encoder.named_buffers():
+            if name in online and online[name].requires_grad:
+                targets.append(buf)
+                sources.append(online[name].detach())
+        return targets, sources
+
+    @torch.no_grad()
+    def copy_online_to_target(self) -> None:
+        """Make the momentum target an exact copy of the online encoder."""
+        online = self.backbone.state_dict()
+        for name, buf in self.target_encoder.named_buffers():
+            if name in online:
+                buf.copy_(online[name])
+
+    @torch.no_grad()
+    def update_target(self, decay: float) -> None:
+        """``target = decay * target + (1 - decay) * online`` for every
+        trained tensor, as two fused multi-tensor kernels."""
+        targets, sources = self._target_pairs()
+        torch._foreach_mul_(targets, decay)
+        torch._foreach_add_(targets, sources, alpha=1. - decay)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.with_target:
+            self.copy_online_to_target()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.with_target:
+            self.target_encoder.eval()  # the target always runs in eval mode
+        return self
+
+    # ------------------------------------------------------------------
+    # forward
+    # ------------------------------------------------------------------
+    def extract_feat(self, inputs: torch.Tensor):
+        return self.backbone(inputs, mask=None)
+
+    def _num_visible(self, mask: torch.Tensor) -> int:
+        num_patches = mask[0].numel()
+        if self.num_masking_patches is None or not self._mask_checked:
+            counts = mask.flatten(1).sum(1)
+            if not bool((counts == counts[0]).all()):
+                raise ValueError('every image of a batch needs the same '
+                                 'number of masked patches.')
+            num_masked = int(counts[0])
+            if self.num_masking_patches not in (None, num_masked):
+                raise ValueError(
+                    f'model.num_masking_patches={self.num_masking_patches} '
+                    f'but the masking transform masked {num_masked} of '
+                    f'{num_patches} patches.')
+            if self.num_masking_patches is None:
+                return num_patches - num_masked
+            self._mask_checked = True
+        return num_patches - self.num_masking_patches
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Returns ``loss_pixel``, ``loss_feature`` (already multiplied by
+        the current feature weight) and ``feature_weight`` (logged only)."""
+        imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        mask = torch.stack([ds.mask for ds in data_samples]).bool()
+        num_visible = self._num_visible(mask)
+
+        latent, low_level, high_level = self.backbone(imgs, mask, num_visible)
+
+        pred_pixels = self.pixel_decoder(latent, low_level, mask)
+        losses = dict(loss_pixel=self.pixel_head.loss(pred_pixels, imgs, mask))
+        if not self.with_target:
+            return losses
+
+        pred_features = self.feature_decoder(latent, high_level, mask)
+        with torch.no_grad():
+            target_features = self.target_encoder.encode(imgs)[2][:, 1:]
+        weight = self.feature_weight * self.feature_ramp
+        losses['loss_feature'] = weight * self.feature_head.loss(
+            pred_features, target_features, mask)
+        losses['feature_weight'] = torch.tensor(weight, device=imgs.device)
+        return losses

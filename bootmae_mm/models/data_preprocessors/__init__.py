@@ -1,0 +1,3 @@
+from .gpu_decode import GPUDecodeDataPreprocessor
+
+__all__ = ['GPUDecodeDataPreprocessor']

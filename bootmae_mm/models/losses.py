@@ -1,0 +1,56 @@
+"""BootMAE's loss formulas (BOOTMAE.md section 5), each in one function."""
+import torch
+import torch.nn.functional as F
+
+
+def center_weighted_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Per-patch loss weights ``w = m + m * avgpool3x3(m)``.
+
+    Zero padding, padded cells counted: a masked patch surrounded by masked
+    patches weighs 2, an isolated one ``1 + 1/9``, a visible one 0.
+
+    Args:
+        mask: (B, h, w) patch mask, 1 = masked.
+
+    Returns:
+        (B, h * w) float weights.
+    """
+    m = mask.float().unsqueeze(1)
+    neighbours = F.avg_pool2d(m, 3, stride=1, padding=1,
+                              count_include_pad=True)
+    return (m + m * neighbours).flatten(1)
+
+
+def weighted_masked_mse(pred: torch.Tensor, target: torch.Tensor,
+                        weight: torch.Tensor,
+                        mask: torch.Tensor) -> torch.Tensor:
+    """``mean(w * (pred - target)^2) / mean(m)``.
+
+    The mean runs over every patch (visible ones weigh 0) and every value
+    inside a patch, so it equals the per-pixel (or per-channel) mean of the
+    spec with ``w`` broadcast to the patch's values.
+
+    Args:
+        pred, target: (B, N, ...) per-patch values.
+        weight: (B, N) patch weights (``mask`` or ``center_weighted_mask``).
+        mask: (B, N) or (B, h, w) patch mask, 1 = masked.
+    """
+    per_patch = (pred.float() - target.float()).pow(2).flatten(2).mean(-1)
+    return (per_patch * weight).mean() / mask.float().mean()
+
+
+def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, p * p, C) in raster patch order."""
+    B, C, H, W = imgs.shape
+    p = patch_size
+    x = imgs.reshape(B, C, H // p, p, W // p, p)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(B, -1, p * p, C)
+
+
+def normalize_per_patch(patches: torch.Tensor,
+                        eps: float = 1e-5) -> torch.Tensor:
+    """Normalize (B, N, p*p, C) patches per patch and per channel with the
+    biased variance over the patch's pixels."""
+    mean = patches.mean(dim=2, keepdim=True)
+    var = patches.var(dim=2, unbiased=False, keepdim=True)
+    return (patches - mean) / (var + eps).sqrt()

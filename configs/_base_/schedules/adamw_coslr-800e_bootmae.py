@@ -1,0 +1,48 @@
+# BootMAE pretraining schedule (BOOTMAE.md section 7): AdamW (0.9, 0.95),
+# wd 0.05 except 1-D params, biases, pos_embed and cls_token; lr 1.5e-4 per
+# 256 images, 40 linear warm-up epochs from 0, cosine to the min lr, per
+# iteration; mixed precision.
+base_lr = 1.5e-4
+total_batch_size = 2048  # 16 GPUs x 128
+min_lr = 1e-4
+max_epochs = 800
+warmup_epochs = 40
+
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
+    optimizer=dict(
+        type='AdamW',
+        lr=base_lr * total_batch_size / 256,
+        betas=(0.9, 0.95),
+        weight_decay=0.05),
+    paramwise_cfg=dict(
+        flat_decay_mult=0.0,  # 1-D parameters: norms, q/v biases
+        bias_decay_mult=0.0,
+        custom_keys={
+            'pos_embed': dict(decay_mult=0.),
+            'cls_token': dict(decay_mult=0.),
+        }))
+
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-8,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        eta_min=min_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True),
+]
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+
+# lr above is for 2048 images per step; `--auto-scale-lr` rescales it
+auto_scale_lr = dict(base_batch_size=total_batch_size)

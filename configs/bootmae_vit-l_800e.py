@@ -1,0 +1,38 @@
+# BootMAE ViT-L/16 pretraining, 800 epochs on ImageNet-1k, 16 GPUs x 128:
+#   tools/dist_train.sh configs/bootmae_vit-l_800e.py 16
+_base_ = './bootmae_vit-b_800e.py'
+
+model = dict(
+    backbone=dict(arch='l'),
+    pixel_decoder=dict(in_dims=1024, num_heads=16),
+    feature_decoder=dict(in_dims=1024, num_heads=16))
+
+# min lr 1e-5; EMA without the dynamic phase (BOOTMAE.md section 7)
+min_lr = 1e-5
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-8,
+        by_epoch=True,
+        begin=0,
+        end=40,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=760,
+        eta_min=min_lr,
+        by_epoch=True,
+        begin=40,
+        end=800,
+        convert_to_iter_based=True),
+]
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(
+        type='MomentumTargetHook',
+        start=0.999,
+        base=0.9999,
+        ramp_epochs=100,
+        dynamic=False),
+    dict(type='FeatureWeightRampHook', ramp_fraction=0.25),
+]
