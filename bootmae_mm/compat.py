@@ -16,6 +16,9 @@ Each shim is small, idempotent and covered by ``tests/test_compat.py``:
    references so that its state needs no ``getattr``.
 3. SciPy >= 1.14 removed ``interp2d``; mmpretrain and mmseg resize relative
    position tables with it. We provide the equivalent bicubic spline.
+4. setuptools >= 81 has no ``pkg_resources``; mmengine needs it to resolve
+   ``mmseg::`` / ``mmpretrain::`` config bases. We look packages up with
+   ``importlib.metadata`` instead.
 """
 import importlib.util
 import os.path as osp
@@ -129,10 +132,16 @@ def safe_torch_load(filename, map_location='cpu'):
             return torch.load(filename, map_location=map_location,
                               weights_only=True)
     except pickle.UnpicklingError as e:
+        reason = _unpickler_reason(e)
+        if 'global' not in reason.lower() and 'allow-list' not in reason:
+            raise RuntimeError(
+                f'Could not read checkpoint {filename}: it is corrupt or not '
+                f'a torch checkpoint; nothing of it was run ({reason})') \
+                from None
         raise UnsafeCheckpointError(
             f'Refused to load checkpoint {filename}: it holds a Python '
             'object outside the allow-list of safe types, and loading it '
-            f'could run code. Details: {_unpickler_reason(e)}') from None
+            f'could run code. Details: {reason}') from None
     except (RuntimeError, EOFError, OSError) as e:
         raise RuntimeError(f'Could not read checkpoint {filename}: it is '
                            f'truncated or not a torch checkpoint ({e})') \
@@ -193,6 +202,47 @@ def _install_interp2d() -> None:
         interpolate.interp2d = _Interp2d
 
 
+# --------------------------------------------------------------------------
+# 4. package lookup without pkg_resources (setuptools >= 81 dropped it)
+# --------------------------------------------------------------------------
+def _is_installed(package: str) -> bool:
+    """``mmengine.utils.is_installed`` on ``importlib.metadata``."""
+    import importlib.metadata
+    try:
+        importlib.metadata.distribution(package)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        spec = importlib.util.find_spec(package)
+        return spec is not None and spec.origin is not None
+
+
+def _get_installed_path(package: str) -> str:
+    """``mmengine.utils.get_installed_path`` on ``importlib.metadata``: the
+    folder of the package's top-level module."""
+    import importlib.metadata
+    spec = importlib.util.find_spec(package)
+    if spec is None:  # distribution name != module name (mmcv-full -> mmcv)
+        dist = importlib.metadata.distribution(package)
+        top_level = (dist.read_text('top_level.txt') or package).split()
+        spec = importlib.util.find_spec(top_level[0])
+    if spec is None or spec.origin is None:
+        raise RuntimeError(f'can not find the installed path of {package}')
+    return osp.dirname(spec.origin)
+
+
+def _install_package_lookup() -> None:
+    """mmengine resolves ``mmseg::`` / ``mmpretrain::`` config bases with
+    ``pkg_resources``; without it, use ``importlib.metadata``."""
+    if importlib.util.find_spec('pkg_resources') is not None:
+        return
+    import mmengine.config.config as config_module
+    import mmengine.utils as utils
+    from mmengine.utils import package_utils
+    for module in (package_utils, utils, config_module):
+        module.is_installed = _is_installed
+        module.get_installed_path = _get_installed_path
+
+
 def apply() -> None:
     """Apply every shim once."""
     global _APPLIED
@@ -201,4 +251,5 @@ def apply() -> None:
     _install_lite_mmcv_ops()
     _install_safe_checkpoint_loading()
     _install_interp2d()
+    _install_package_lookup()
     _APPLIED = True

@@ -1,4 +1,15 @@
 """Shared fixtures; the generators behind them live in ``tests/helpers.py``."""
+import os
+
+# The tests use tiny models: one intra-op thread each is fastest, and keeps
+# the subprocess tests (2 training processes on 2 cores) from oversubscribing
+# the CPU. Set before torch is imported; child processes inherit it.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+os.environ.setdefault('MKL_NUM_THREADS', '1')
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 import pytest
 
 from helpers import make_image_folder

@@ -1,6 +1,6 @@
 """GPU decode path on the CPU: LoadImageBytes + PackInputs +
 GPUDecodeDataPreprocessor(device cpu), and tools/benchmark_data.py."""
-import io
+import importlib.util
 import json
 import subprocess
 import sys
@@ -185,25 +185,45 @@ def test_non_jpeg_fallback(tmp_path):
     assert torch.equal(out['inputs'][0], ref)
 
 
-def test_benchmark_data_smoke(tmp_path):
-    """tools/benchmark_data.py runs end to end and prints JSON lines."""
-    cmd = [
-        sys.executable,
-        str(REPO / 'tools' / 'benchmark_data.py'), '--num-images', '16',
-        '--workers', '0', '--batch-size', '4', '--measure-batches', '2',
-        '--skip-batches', '1', '--size', '32', '--out-dir',
+def _check_json(stdout, mode):
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result['mode'] == mode and result['workers'] == 0
+    assert result['batch'] == 4 and result['n_measured'] == 8
+    assert result['img_per_s'] > 0
+
+
+def test_benchmark_data_smoke(tmp_path, capsys):
+    """tools/benchmark_data.py runs end to end and prints JSON lines: the
+    CPU path as a script, the --gpu-decode path in-process (saves the
+    second start-up)."""
+    args = [
+        '--num-images', '16', '--workers', '0', '--batch-size', '4',
+        '--measure-batches', '2', '--skip-batches', '1', '--out-dir',
         str(tmp_path)
     ]
-    for extra in ([], ['--gpu-decode', '--device', 'cpu']):
-        proc = subprocess.run(
-            cmd + extra, capture_output=True, text=True, timeout=120,
-            cwd=REPO)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-        assert len(lines) == 1
-        result = json.loads(lines[0])
-        assert result['workers'] == 0 and result['batch'] == 4
-        assert result['n_measured'] == 8 and result['img_per_s'] > 0
-        assert result['mode'] == ('gpu_decode' if extra else 'cpu')
+    script = REPO / 'tools' / 'benchmark_data.py'
+    proc = subprocess.run([sys.executable, str(script)] + args,
+                          capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_json(proc.stdout, 'cpu')
+
+    spec = importlib.util.spec_from_file_location('benchmark_data', script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    module.main(args + ['--gpu-decode', '--device', 'cpu'])
+    _check_json(capsys.readouterr().out, 'gpu_decode')
     # the second run reused the JPEGs of the first
     assert len(list(tmp_path.rglob('*.jpg'))) == 16
+
+
+def test_truncated_jpeg_in_batch_is_named(jpegs, tmp_path):
+    data = Path(jpegs[0]).read_bytes()
+    bad = tmp_path / 'truncated.jpg'
+    bad.write_bytes(data[:len(data) // 3])
+    batch = _batch([jpegs[1], str(bad), jpegs[2]])
+    with pytest.raises(ValueError, match='truncated.jpg'):
+        _preprocessor()(batch)

@@ -41,7 +41,11 @@ window. Printed: one JSON line per worker count (``workers=0`` means loading in
 the main process) with img/s, img/s per worker (img/s / max(w, 1)), batch
 size, the number of images and seconds measured, and the machine's 1-minute
 load average at the end (other processes competing for the cores lower the
-figures).
+figures), and ``main_cpu_s_per_img``, the main process's CPU time (all its
+threads) per image in the window: with ``workers=0`` that is the whole
+pipeline's CPU cost, so ``1 / main_cpu_s_per_img`` estimates the rate of
+one uncontended core; with workers it is the main process's share
+(collation, preprocessor).
 
 Example::
 
@@ -216,13 +220,14 @@ def measure(dataset, preprocessor, workers, args):
     for _ in range(skip):
         preprocessor(next(batches), training=True)
     sync(args.device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     images = 0
     for _ in range(num):
         out = preprocessor(next(batches), training=True)
         images += out['inputs'].shape[0]
     sync(args.device)
     seconds = time.perf_counter() - start
+    main_cpu_seconds = time.process_time() - cpu_start
     del batches  # shuts the workers down
     assert tuple(out['inputs'].shape[1:]) == (3, args.size, args.size)
     return dict(
@@ -235,6 +240,7 @@ def measure(dataset, preprocessor, workers, args):
         n_measured=images,
         batches_skipped=skip,
         seconds=round(seconds, 2),
+        main_cpu_s_per_img=round(main_cpu_seconds / images, 5),
         mask=bool(args.mask),
         load_avg_1m=round(os.getloadavg()[0], 2),
     )

@@ -13,6 +13,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401  (shims + registration)
 from bootmae_mm.engine.runner import (build_runner, check_data_paths,  # noqa
+                                      explain_config_errors,
                                       infer_default_scope,
                                       setup_cpu_distributed)
 
@@ -45,8 +46,9 @@ def main(argv=None):
     cfg.default_scope = infer_default_scope(cfg)
     check_data_paths(cfg)
     setup_cpu_distributed(cfg, args.launcher)
-    runner = build_runner(cfg)
-    runner.test()
+    with explain_config_errors(cfg):
+        runner = build_runner(cfg)
+        runner.test()
 
 
 if __name__ == '__main__':

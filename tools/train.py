@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401  (shims + registration)
 from bootmae_mm.engine.runner import (build_runner, check_data_paths,  # noqa
+                                      explain_config_errors,
                                       infer_default_scope,
                                       setup_cpu_distributed)
 
@@ -75,8 +76,9 @@ def main(argv=None):
     cfg = merge_args(cfg, args)
     check_data_paths(cfg)
     setup_cpu_distributed(cfg, args.launcher)
-    runner = build_runner(cfg)
-    runner.train()
+    with explain_config_errors(cfg):
+        runner = build_runner(cfg)
+        runner.train()
 
 
 if __name__ == '__main__':

@@ -3,6 +3,8 @@ OpenMMLab flags into a Runner for pretraining, classification or segmentation
 configs alike."""
 import os
 import os.path as osp
+import re
+from contextlib import contextmanager
 
 import torch
 from mmengine.config import Config
@@ -73,3 +75,40 @@ def build_runner(cfg: Config):
         return RUNNERS.build(cfg)
     from mmengine.runner import Runner
     return Runner.from_cfg(cfg)
+
+
+def _key_paths(node, key, prefix=''):
+    """(dotted config path, sibling ``type``) of every ``key`` in a nested
+    dict/list."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            path = f'{prefix}.{k}' if prefix else str(k)
+            if k == key:
+                yield path, node.get('type')
+            yield from _key_paths(v, key, path)
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _key_paths(v, key, f'{prefix}[{i}]')
+
+
+@contextmanager
+def explain_config_errors(cfg: Config):
+    """Re-raise "X.__init__() got an unexpected keyword argument 'k'" from
+    building the config's components with the config key that holds it."""
+    try:
+        yield
+    except TypeError as e:
+        match = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword "
+                          r"argument '(\w+)'", str(e))
+        if not match:
+            raise
+        cls_name, key = match.groups()
+        paths = list(_key_paths(cfg.to_dict(), key))
+        typed = [p for p, t in paths if str(t).split('.')[-1] == cls_name]
+        paths = typed or [p for p, _ in paths]
+        if not paths:
+            raise
+        where = f' in {cfg.filename}' if cfg.filename else ''
+        raise TypeError(
+            f'{" / ".join(paths)}: unknown key "{key}" for {cls_name}{where} '
+            f'({e})') from e

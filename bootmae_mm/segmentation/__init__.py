@@ -1,1 +1,2 @@
 
+from .bootmae_vit_seg import BootMAEViTSeg  # noqa: F401

@@ -21,6 +21,9 @@ default_hooks = dict(
         backend_args=dict(backend='atomic_local')),
     # set the sampler seed (and epoch) in distributed environments
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # exact resume: a run resumed mid-epoch continues at the next batch, and
+    # every iteration's random state is a function of (seed, iteration)
+    exact_resume=dict(type='ExactResumeHook'),
     # validation results visualization, set True to enable it
     visualization=dict(type='VisualizationHook', enable=False),
 )

@@ -1,5 +1,5 @@
 import copy
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -47,6 +47,9 @@ class BootMAE(BaseSelfSupervisor):
         num_masking_patches (int, optional): masked patches per image, as
             the masking transform makes them; when given, a step reads no
             value of the mask back to the host (checked on the first step).
+        compile (bool | dict): ``torch.compile`` the tensor part of the
+            step (encoder, both decoders, momentum encoder, both losses);
+            a dict gives ``torch.compile`` options. Defaults to False.
         data_preprocessor (dict, optional): defaults to
             ``SelfSupDataPreprocessor``.
         init_cfg (dict, optional): initialization config.
@@ -60,6 +63,7 @@ class BootMAE(BaseSelfSupervisor):
                  feature_head: Optional[dict] = None,
                  feature_weight: float = 1.0,
                  num_masking_patches: Optional[int] = None,
+                 compile: Union[bool, dict] = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if feature_weight < 0:
@@ -77,12 +81,14 @@ class BootMAE(BaseSelfSupervisor):
         self.feature_ramp = 1.0
         self.num_masking_patches = num_masking_patches
         self._mask_checked = False
+        self.set_compile(compile)
+        self._pairs = None  # momentum-update pairing, built on first use
         if feature_decoder is not None:
             self.feature_decoder = MODELS.build(feature_decoder)
             self.feature_head = MODELS.build(feature_head)
             target_cfg = copy.deepcopy(backbone)
             target_cfg.update(final_norm=False, drop_path_rate=0.,
-                              init_cfg=None)
+                              with_cp=False, init_cfg=None)
             self.target_encoder = _freeze_as_buffers(MODELS.build(target_cfg))
             self.target_encoder.eval()
             self.copy_online_to_target()
@@ -98,14 +104,21 @@ class BootMAE(BaseSelfSupervisor):
     # momentum target
     # ------------------------------------------------------------------
     def _target_pairs(self):
-        """Matching (target, online) tensors of the momentum update."""
-        online = dict(self.backbone.named_parameters())
-        targets, sources = [], []
-        for name, buf in self.target_encoder.named_buffers():
-            if name in online and online[name].requires_grad:
-                targets.append(buf)
-                sources.append(online[name].detach())
-        return targets, sources
+        """Matching (target, online) tensors of the momentum update.
+
+        The pairing (owner module and buffer name, online parameter) is found
+        once; the tensors are looked up on each call, since ``.to()`` /
+        ``.cuda()`` replaces buffers (parameters keep their identity)."""
+        if self._pairs is None:
+            online = dict(self.backbone.named_parameters())
+            self._pairs = []
+            for prefix, module in self.target_encoder.named_modules():
+                for name in module._buffers:
+                    param = online.get(f'{prefix}.{name}' if prefix else name)
+                    if param is not None and param.requires_grad:
+                        self._pairs.append((module, name, param))
+        return ([module._buffers[name] for module, name, _ in self._pairs],
+                [param for _, _, param in self._pairs])
 
     @torch.no_grad()
     def copy_online_to_target(self) -> None:
@@ -118,10 +131,10 @@ class BootMAE(BaseSelfSupervisor):
     @torch.no_grad()
     def update_target(self, decay: float) -> None:
         """``target = decay * target + (1 - decay) * online`` for every
-        trained tensor, as two fused multi-tensor kernels."""
+        trained tensor, as one multi-tensor kernel:
+        ``lerp(target, online, 1 - decay)``."""
         targets, sources = self._target_pairs()
-        torch._foreach_mul_(targets, decay)
-        torch._foreach_add_(targets, sources, alpha=1. - decay)
+        torch._foreach_lerp_(targets, sources, 1. - decay)
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -158,14 +171,33 @@ class BootMAE(BaseSelfSupervisor):
             self._mask_checked = True
         return num_patches - self.num_masking_patches
 
-    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
-             **kwargs) -> Dict[str, torch.Tensor]:
-        """Returns ``loss_pixel``, ``loss_feature`` (already multiplied by
-        the current feature weight) and ``feature_weight`` (logged only)."""
-        imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        mask = torch.stack([ds.mask for ds in data_samples]).bool()
-        num_visible = self._num_visible(mask)
+    def set_compile(self, compile: Union[bool, dict]) -> None:
+        """Turn ``torch.compile`` of the step's tensor part on (True or a
+        dict of ``torch.compile`` options) or off (False). Compilation
+        happens on the next step."""
+        if not isinstance(compile, (bool, dict)):
+            raise TypeError(f'model.compile must be a bool or a dict of '
+                            f'torch.compile options, got {compile!r}.')
+        # None: eager; a dict (maybe empty): torch.compile options
+        self.compile_cfg = dict(compile) if isinstance(compile, dict) \
+            else ({} if compile else None)
+        self._compiled_losses = None
 
+    def _step_losses(self):
+        """The function that computes the raw losses (compiled or not)."""
+        if self.compile_cfg is None:
+            return type(self)._losses
+        if self._compiled_losses is None:
+            # the unbound function: the model is an argument, so copies of
+            # the model share no state through it
+            self._compiled_losses = torch.compile(type(self)._losses,
+                                                  **self.compile_cfg)
+        return self._compiled_losses
+
+    def _losses(self, imgs: torch.Tensor, mask: torch.Tensor,
+                num_visible: int) -> Dict[str, torch.Tensor]:
+        """Tensor part of the step: ``loss_pixel`` and the unweighted
+        ``loss_feature``. Reads nothing back to the host."""
         latent, low_level, high_level = self.backbone(imgs, mask, num_visible)
 
         pred_pixels = self.pixel_decoder(latent, low_level, mask)
@@ -174,10 +206,27 @@ class BootMAE(BaseSelfSupervisor):
             return losses
 
         pred_features = self.feature_decoder(latent, high_level, mask)
+        # no_grad rather than inference_mode: the targets enter the loss's
+        # autograd graph, which may not save inference tensors
         with torch.no_grad():
             target_features = self.target_encoder.encode(imgs)[2][:, 1:]
-        weight = self.feature_weight * self.feature_ramp
-        losses['loss_feature'] = weight * self.feature_head.loss(
+        losses['loss_feature'] = self.feature_head.loss(
             pred_features, target_features, mask)
-        losses['feature_weight'] = torch.tensor(weight, device=imgs.device)
+        return losses
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Returns ``loss_pixel``, ``loss_feature`` (already multiplied by
+        the current feature weight) and ``feature_weight`` (logged only)."""
+        imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        mask = torch.stack([ds.mask for ds in data_samples]).bool()
+        num_visible = self._num_visible(mask)
+
+        losses = self._step_losses()(self, imgs, mask, num_visible)
+        if self.with_target:
+            # the weight changes every step: applied outside the compiled
+            # part (no recompilation), made on the device (no host sync)
+            weight = self.feature_weight * self.feature_ramp
+            losses['loss_feature'] = weight * losses['loss_feature']
+            losses['feature_weight'] = imgs.new_full((), weight)
         return losses

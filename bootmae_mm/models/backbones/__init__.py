@@ -1,1 +1,2 @@
 from .bootmae_vit import BootMAEViT  # noqa: F401
+from .bootmae_vit_linear_probe import BootMAEViTLinearProbe  # noqa: F401

@@ -1,6 +1,7 @@
 from typing import Optional, Tuple
 
 import torch
+import torch.utils.checkpoint as cp
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 
@@ -31,6 +32,10 @@ class BootMAEViT(VisionTransformer):
         patch_size (int): patch size (e.g. 14 or 16). Defaults to 16.
         low_level_index (int): block whose output is the low-level tap.
             Defaults to 0 (the first block).
+        with_cp (bool): activation checkpointing: each block's activations
+            are recomputed in the backward pass instead of kept (less memory
+            for ViT-L/H, about one more forward of compute). Only when
+            training with gradients. Defaults to False.
         **kwargs: other ``VisionTransformer`` arguments (``out_type``,
             ``drop_path_rate``, ``final_norm``, ``init_cfg`` ...).
     """
@@ -40,6 +45,7 @@ class BootMAEViT(VisionTransformer):
                  img_size=224,
                  patch_size: int = 16,
                  low_level_index: int = 0,
+                 with_cp: bool = False,
                  out_type: str = 'raw',
                  **kwargs):
         if isinstance(arch, str) and arch.lower() not in self.arch_zoo:
@@ -55,6 +61,7 @@ class BootMAEViT(VisionTransformer):
             raise ValueError(f'low_level_index={low_level_index} is outside '
                              f'the {self.num_layers} blocks.')
         self.low_level_index = low_level_index
+        self.with_cp = with_cp
         self.num_patches = self.patch_resolution[0] * self.patch_resolution[1]
         self.pos_embed.requires_grad = False  # fixed sin-cos
 
@@ -104,8 +111,13 @@ class BootMAEViT(VisionTransformer):
         x = self.pre_norm(torch.cat((cls_token, x), dim=1))
 
         low_level = None
+        checkpoint = self.with_cp and self.training and \
+            torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            x = layer(x)
+            if checkpoint:
+                x = cp.checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
             if i == self.low_level_index:
                 low_level = x
         latent = self.ln1(x) if self.final_norm else x

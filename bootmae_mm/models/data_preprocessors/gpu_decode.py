@@ -56,6 +56,8 @@ class GPUDecodeDataPreprocessor(SelfSupDataPreprocessor):
             Defaults to 0.5.
         mean (Sequence[float], optional): RGB pixel mean (0-255 scale).
             Defaults to (127.5, 127.5, 127.5), BootMAE's 0.5 on [0, 1].
+            With ``mean=None`` and ``std=None`` the output is not
+            normalized (float 0-255).
         std (Sequence[float], optional): RGB pixel std (0-255 scale).
             Defaults to (127.5, 127.5, 127.5).
         non_blocking (bool): Copy data samples / non-JPEG images to the
@@ -106,7 +108,9 @@ class GPUDecodeDataPreprocessor(SelfSupDataPreprocessor):
         names = self._names(data_samples, len(inputs))
         images = self._decode(inputs, names)
         batch = torch.stack([self._crop_flip(img) for img in images])
-        batch = (batch.float() - self.mean) / self.std
+        batch = batch.float()
+        if self._enable_normalize:
+            batch = (batch - self.mean) / self.std
         if data_samples is not None:
             data_samples = self.cast_data(data_samples)
         return {'inputs': batch, 'data_samples': data_samples}

@@ -7,7 +7,10 @@ model = dict(
         mean=[127.5, 127.5, 127.5],  # (0.5, 0.5, 0.5) on [0, 1]
         std=[127.5, 127.5, 127.5],
         to_rgb=True),
-    backbone=dict(type='BootMAEViT', arch='b', img_size=224, patch_size=16),
+    # with_cp=True: activation checkpointing (less memory, ViT-L/H)
+    backbone=dict(
+        type='BootMAEViT', arch='b', img_size=224, patch_size=16,
+        with_cp=False),
     pixel_decoder=dict(
         type='BootMAEPixelDecoder',
         patch_resolution=14,
@@ -28,4 +31,7 @@ model = dict(
     feature_head=dict(type='BootMAEFeatureHead', weight_mask=True),
     feature_weight=1.0,
     # must equal the masking transform's num_masking_patches
-    num_masking_patches=147)
+    num_masking_patches=147,
+    # torch.compile the step's tensor part (True or a dict of options); worth
+    # it on GPUs (compiles in about a minute), off by default
+    compile=False)

@@ -1,0 +1,157 @@
+from typing import Sequence
+
+import torch
+from mmengine.logging import MMLogger
+from mmpretrain.models.backbones import BEiTViT
+from mmseg.registry import MODELS
+
+from ..models.utils import sincos_pos_embed
+from .checkpoint_adapter import load_encoder_checkpoint
+
+# filled at load time from the encoder's own grid; never taken as "missing"
+_REBUILT_KEYS = ('relative_position_bias_table', 'relative_position_index')
+_PRETRAINED_TYPES = ('Pretrained', 'BootMAEPretrained')
+
+
+@MODELS.register_module()
+class BootMAEViTSeg(BEiTViT):
+    """The BootMAE encoder as a dense-prediction backbone (BOOTMAE.md
+    section 8): mmpretrain's ``BEiTViT`` with the fixed sin-cos absolute
+    position embedding, a relative position bias in every block
+    (zero-initialized, pretraining has none), q/v biases, no layer scale,
+    and ``(B, C, H/16, W/16)`` feature maps from ``out_indices``.
+
+    Its parameter names (``layers.N.*``) are those mmseg's
+    ``LayerDecayOptimizerConstructor`` parses for ViT/BEiT/MAE backbones.
+
+    ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` (or
+    ``type='BootMAEPretrained'``) loads a BootMAE pretraining checkpoint
+    (online encoder; ``source='target'`` in the init_cfg takes the momentum
+    target), an mmpretrain / mmseg checkpoint of this encoder, or a
+    reference checkpoint (see ``bootmae_mm.models.checkpoint_loading``). The absolute position embedding and the
+    relative position tables are resized when the grid differs. A
+    checkpoint of another architecture is refused with the mismatched keys
+    and shapes listed.
+
+    Args:
+        arch (str | dict): ViT arch ('b', 'l' or a dict with embed_dims,
+            num_layers, num_heads, feedforward_channels). Defaults to 'b'.
+        img_size (int | tuple): training crop size. Defaults to 512.
+        patch_size (int): Defaults to 16.
+        out_indices (Sequence[int]): blocks whose outputs are returned
+            (0-based). Defaults to (3, 5, 7, 11).
+        drop_path_rate (float): stochastic depth. Defaults to 0.1.
+        layer_scale_init_value (float): 0 for no layer scale (the
+            pretraining encoder has none). Defaults to 0.
+        norm_cfg (dict): Defaults to ``dict(type='LN', eps=1e-6)``.
+        init_cfg (dict, optional): ``dict(type='Pretrained',
+            checkpoint=PATH, source='online')`` or None.
+        **kwargs: other ``BEiTViT`` arguments (``frozen_stages``,
+            ``drop_rate``, ``interpolate_mode`` ...).
+    """
+
+    def __init__(self,
+                 arch='b',
+                 img_size=512,
+                 patch_size: int = 16,
+                 out_indices: Sequence[int] = (3, 5, 7, 11),
+                 drop_path_rate: float = 0.1,
+                 layer_scale_init_value: float = 0.,
+                 norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 init_cfg=None,
+                 **kwargs):
+        super().__init__(
+            arch=arch,
+            img_size=img_size,
+            patch_size=patch_size,
+            out_indices=list(out_indices),
+            drop_path_rate=drop_path_rate,
+            bias='qv_bias',
+            norm_cfg=norm_cfg,
+            final_norm=False,
+            out_type='featmap',
+            with_cls_token=True,
+            use_abs_pos_emb=True,
+            use_rel_pos_bias=True,
+            use_shared_rel_pos_bias=False,
+            layer_scale_init_value=layer_scale_init_value,
+            init_cfg=init_cfg,
+            **kwargs)
+        bad = [i for i in self.out_indices if not 0 <= i < self.num_layers]
+        if bad:
+            raise ValueError(f'out_indices {bad} are outside the '
+                             f'{self.num_layers} blocks of the encoder.')
+        self.pos_embed.requires_grad = False  # fixed sin-cos
+
+    def init_weights(self) -> None:
+        pretrained = self.init_cfg if isinstance(self.init_cfg, dict) and \
+            self.init_cfg.get('type') in _PRETRAINED_TYPES else None
+        self.init_cfg = None if pretrained else self.init_cfg
+        super().init_weights()
+        self.init_cfg = pretrained or self.init_cfg
+        self.pos_embed.data.copy_(
+            sincos_pos_embed(self.patch_resolution, self.embed_dims))
+        for layer in self.layers:
+            layer.attn.relative_position_bias_table.data.zero_()
+        if pretrained:
+            if not pretrained.get('checkpoint'):
+                raise ValueError(
+                    'model.backbone.init_cfg.checkpoint is not set: give the '
+                    'BootMAE checkpoint with --cfg-options model.backbone.'
+                    'init_cfg.checkpoint=PATH (or set model.backbone.'
+                    'init_cfg=None to train from scratch).')
+            self.load_pretrained(pretrained['checkpoint'],
+                                 pretrained.get('source', 'online'))
+
+    def load_pretrained(self, filename: str, source: str = 'online'):
+        """Load encoder weights from ``filename`` (any supported format;
+        ``source``: 'online' or 'target' encoder of a BootMAE checkpoint).
+
+        Raises:
+            ValueError: no weight matched, or the checkpoint's architecture
+                differs (missing keys / shape mismatches, all listed).
+        """
+        logger = MMLogger.get_current_instance()
+        state_dict, origin = load_encoder_checkpoint(filename, source)
+        state_dict = {k: v for k, v in state_dict.items()
+                      if not k.endswith('relative_position_index')}
+        own = self.state_dict()
+        used = [k for k in state_dict if k in own]
+        if not used:
+            raise ValueError(
+                f'No weight of checkpoint {filename} ({origin}) matches '
+                f'{type(self).__name__}. Checkpoint keys start with '
+                f'{sorted({k.split(".")[0] for k in state_dict})}.')
+        mismatched = [
+            f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
+            f'{tuple(own[k].shape)}' for k in used
+            if state_dict[k].shape != own[k].shape and
+            not self._resizable(k, state_dict[k].shape, own[k].shape)
+        ]
+        missing = [k for k in own if k not in state_dict
+                   and not k.endswith(_REBUILT_KEYS)]
+        if mismatched or missing:
+            lines = [f'{len(mismatched)} shape mismatches:', *mismatched,
+                     f'{len(missing)} keys missing from the checkpoint:',
+                     *missing]
+            raise ValueError(
+                f'Checkpoint {filename} ({origin}) does not fit '
+                f'{type(self).__name__}(embed_dims={self.embed_dims}, '
+                f'num_layers={self.num_layers}); is it another '
+                'architecture?\n  ' + '\n  '.join(lines))
+        # BEiTViT's pre-hooks resize pos_embed and relative position tables
+        self.load_state_dict(state_dict, strict=False)
+        unused = sorted(k for k in state_dict if k not in own)
+        fresh = sorted(k for k in own if k not in state_dict
+                       and k.endswith('relative_position_bias_table'))
+        logger.info(
+            f'Loaded {len(used)} encoder weights from {filename} ({origin}); '
+            f'not used: {unused or "none"}; kept at zero: {len(fresh)} '
+            'relative position bias tables.')
+
+    @staticmethod
+    def _resizable(key: str, src: torch.Size, dst: torch.Size) -> bool:
+        """Whether the load pre-hooks resize ``key`` to this model's grid
+        (same width / heads, another number of positions)."""
+        return (key == 'pos_embed' or key.endswith(
+            'relative_position_bias_table')) and src[-1] == dst[-1]

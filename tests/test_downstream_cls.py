@@ -1,0 +1,397 @@
+"""ImageNet fine-tuning and linear probing from BootMAE checkpoints: the four
+configs, the ``BootMAEPretrained`` initializer, and the export tools
+(BOOTMAE.md sections 8 and 9), on a tiny encoder and a generated
+ImageNet-layout folder."""
+import copy
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+from mmpretrain.models import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.registry import MODELS
+
+import bootmae_mm  # noqa: F401
+from bootmae_mm.models.checkpoint_loading import load_bootmae_encoder
+from bootmae_mm.models.reference_mapping import bootmae_to_reference
+from bootmae_tiny import TINY_ARCH, tiny_model_cfg
+from helpers import REPO_ROOT, make_image_folder
+
+FT_B = 'configs/finetune/bootmae_vit-b_ft-100e_in1k.py'
+FT_L = 'configs/finetune/bootmae_vit-l_ft-50e_in1k.py'
+LIN_B = 'configs/linear/bootmae_vit-b_linear-90e_in1k.py'
+LIN_L = 'configs/linear/bootmae_vit-l_linear-50e_in1k.py'
+CLASSES = ('ant', 'bee', 'cat')
+DEPTH = 2  # probed blocks of the 3-block tiny encoder
+PREFIX = dict(online='backbone.', target='target_encoder.')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def mmpretrain_scope():
+    DefaultScope.get_instance('test_downstream_cls', scope_name='mmpretrain')
+
+
+@pytest.fixture(scope='module')
+def pretrained(tmp_path_factory):
+    """A freshly built tiny BootMAE saved like a Runner checkpoint; its
+    momentum target differs from the online encoder."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_model_cfg())
+    model.init_weights()
+    with torch.no_grad():
+        for buf in model.target_encoder.buffers():
+            buf.add_(0.1 * torch.randn_like(buf))
+    state = model.state_dict()
+    path = str(tmp_path_factory.mktemp('ckpt') / 'bootmae_tiny.pth')
+    torch.save({'state_dict': state, 'meta': {}}, path)
+    return path, state
+
+
+@pytest.fixture(scope='module')
+def imagenet(tmp_path_factory):
+    root = tmp_path_factory.mktemp('imagenet')
+    make_image_folder(root / 'train', classes=CLASSES, per_class=4)
+    make_image_folder(root / 'val', classes=CLASSES, per_class=2, seed=1)
+    return str(root)
+
+
+def _tiny_pipeline(pipeline):
+    for t in pipeline:
+        if t['type'] == 'RandomResizedCrop':
+            t['scale'] = 32
+        elif t['type'] == 'ResizeEdge':
+            t['scale'] = 36
+        elif t['type'] == 'CenterCrop':
+            t['crop_size'] = 32
+
+
+def tiny_config(path, checkpoint, source='online', data_root=None,
+                work_dir=None):
+    """The config at ``path`` with a tiny encoder, 3 classes, 32 px and
+    CPU-friendly runtime settings; the checkpoint is set the way a user
+    does it (--cfg-options)."""
+    cfg = Config.fromfile(osp.join(REPO_ROOT, path))
+    cfg.merge_from_dict({'model.backbone.init_cfg.checkpoint': checkpoint,
+                         'model.backbone.init_cfg.source': source})
+    bb = cfg.model.backbone
+    bb.update(arch=copy.deepcopy(TINY_ARCH), img_size=32, patch_size=8)
+    if bb.type == 'BootMAEViTLinearProbe':
+        bb.depth = DEPTH
+        cfg.model.neck.input_features = 64
+    cfg.model.head.update(num_classes=len(CLASSES), in_channels=64)
+    cfg.data_preprocessor.num_classes = len(CLASSES)
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[name]
+        loader.update(batch_size=4, num_workers=0, persistent_workers=False,
+                      pin_memory=False)
+        loader.dataset.update(data_root=data_root or '',
+                              metainfo=dict(classes=CLASSES))
+        _tiny_pipeline(loader.dataset.pipeline)
+    cfg.val_evaluator = cfg.test_evaluator = dict(type='Accuracy',
+                                                  topk=(1, 2))
+    cfg.optim_wrapper.type = 'OptimWrapper'  # AMP needs a GPU
+    cfg.optim_wrapper.pop('loss_scale', None)
+    cfg.train_cfg.max_epochs = 1
+    cfg.default_hooks.logger.interval = 1
+    cfg.log_level = 'WARNING'
+    cfg.work_dir = str(work_dir) if work_dir else None
+    return cfg
+
+
+def build_model(cfg):
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def assert_backbone_equals(backbone, state, prefix):
+    """Every backbone tensor but ln2 (the norm of the pooled tokens, not
+    part of a pretrained encoder) equals the checkpoint's."""
+    own = backbone.state_dict()
+    expected = [k for k in own if not k.startswith('ln2.')]
+    assert len(expected) == len(own) - 2
+    for k in expected:
+        assert torch.equal(own[k], state[prefix + k]), k
+
+
+# ------------------------------------------------------- config + loading
+@pytest.mark.parametrize('path', [FT_B, FT_L, LIN_B, LIN_L])
+@pytest.mark.parametrize('source', ['online', 'target'])
+def test_config_builds_and_loads_the_chosen_encoder(path, source,
+                                                    pretrained):
+    ckpt, state = pretrained
+    model = build_model(tiny_config(path, ckpt, source))
+    prefix = PREFIX[source]
+    linear = 'linear' in path
+    assert_backbone_equals(model.backbone, state, prefix)
+    other = PREFIX['target' if source == 'online' else 'online']
+    assert not torch.equal(model.backbone.layers[0].attn.qkv.weight,
+                           state[other + 'layers.0.attn.qkv.weight'])
+    if linear:
+        assert len(model.backbone.layers) == DEPTH
+        assert not any(p.requires_grad
+                       for p in model.backbone.parameters())
+        model.train()
+        assert not any(m.training for layer in model.backbone.layers
+                       for m in layer.modules())
+        assert model.head.training and model.neck.training
+
+
+def test_full_size_configs_match_the_recipe():
+    ft_b = Config.fromfile(osp.join(REPO_ROOT, FT_B))
+    ft_l = Config.fromfile(osp.join(REPO_ROOT, FT_L))
+    lin_b = Config.fromfile(osp.join(REPO_ROOT, LIN_B))
+    lin_l = Config.fromfile(osp.join(REPO_ROOT, LIN_L))
+    assert ft_b.model.backbone.drop_path_rate == 0.1
+    assert ft_b.optim_wrapper.optimizer.lr == 5e-3
+    assert ft_b.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.6
+    assert ft_l.optim_wrapper.optimizer.lr == 1.5e-3
+    assert ft_l.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.75
+    assert (ft_b.train_cfg.max_epochs, ft_l.train_cfg.max_epochs) == (100, 50)
+    assert ft_b.param_scheduler[0].end == 20 and ft_l.param_scheduler[0].end == 5
+    assert ft_b.param_scheduler[1].eta_min == 1e-6
+    ema = [h for h in ft_b.custom_hooks if h.type == 'EMAHook']
+    assert ema and abs(1 - ema[0].momentum - 0.9998) < 1e-12
+    assert lin_b.model.backbone.depth == 10 and lin_l.model.backbone.depth == 18
+    assert lin_b.optim_wrapper.optimizer.type == 'LARS'
+    assert lin_b.optim_wrapper.optimizer.lr == 0.1 * 16384 / 256
+    assert (lin_b.train_cfg.max_epochs, lin_l.train_cfg.max_epochs) == (90,
+                                                                         50)
+    # the full-size probe builds only the probed blocks
+    probe = MODELS.build(dict(lin_l.model.backbone, init_cfg=None))
+    assert len(probe.layers) == 18 and probe.embed_dims == 1024
+
+
+@pytest.mark.parametrize('path,decay', [(FT_B, 0.6), (FT_L, 0.75)])
+def test_layer_decay_scales_follow_the_formula(path, decay, pretrained):
+    cfg = tiny_config(path, pretrained[0])
+    model = build_model(cfg)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    names = {id(p): n for n, p in model.named_parameters()}
+    print('DBG', [(names.get(id(p)), p.shape, g['lr']) for g in wrapper.param_groups if 'param_name' not in g for p in g['params']])
+    groups = {g['param_name']: g for g in wrapper.param_groups}
+    n = TINY_ARCH['num_layers']
+    expected = {  # name: layer_id; scale = decay ** (n + 1 - layer_id)
+        'backbone.cls_token': 0,
+        'backbone.patch_embed.projection.weight': 0,
+        'backbone.layers.0.attn.qkv.weight': 1,
+        'backbone.layers.1.ffn.layers.1.bias': 2,
+        'backbone.layers.2.ln1.weight': 3,
+        'backbone.ln2.weight': n + 1,
+        'head.fc.weight': n + 1,
+    }
+    for name, layer_id in expected.items():
+        assert groups[name]['lr_scale'] == pytest.approx(
+            decay**(n + 1 - layer_id)), name
+        assert groups[name]['lr'] == pytest.approx(
+            cfg.optim_wrapper.optimizer.lr * decay**(n + 1 - layer_id))
+    assert groups['backbone.layers.0.attn.qkv.weight']['weight_decay'] == 0.05
+    assert groups['backbone.layers.2.ln1.weight']['weight_decay'] == 0
+    assert groups['backbone.cls_token']['weight_decay'] == 0
+    assert 'backbone.pos_embed' not in groups  # fixed sin-cos
+
+
+# ------------------------------------------------------------ loading
+def test_reference_checkpoints_load(pretrained, tmp_path):
+    ckpt, state = pretrained
+    model_sd, ema_sd = bootmae_to_reference(state)
+    ref = str(tmp_path / 'reference_pretrain.pth')
+    torch.save({'model': model_sd, 'model_ema': ema_sd, 'epoch': 799}, ref)
+    for source in ('online', 'target'):
+        model = build_model(tiny_config(FT_B, ref, source))
+        # the reference has no k bias: compare all but the qkv biases
+        own = model.backbone.state_dict()
+        for k, v in own.items():
+            if PREFIX[source] + k in state and not k.endswith('qkv.bias'):
+                assert torch.equal(v, state[PREFIX[source] + k]), k
+        bias = own['layers.1.attn.qkv.bias'].chunk(3)
+        src = state[PREFIX[source] + 'layers.1.attn.qkv.bias'].chunk(3)
+        assert torch.equal(bias[0], src[0]) and torch.equal(bias[2], src[2])
+        assert not bias[1].any()
+
+    # a reference fine-tuning checkpoint: encoder + fc_norm + head
+    g = torch.Generator().manual_seed(0)
+    ft = {k: v for k, v in model_sd.items()
+          if k.startswith(('blocks.', 'patch_embed.', 'cls_token',
+                           'pos_embed'))}
+    ft.update({'fc_norm.weight': torch.rand(64, generator=g),
+               'fc_norm.bias': torch.rand(64, generator=g),
+               'head.weight': torch.rand(3, 64, generator=g),
+               'head.bias': torch.rand(3, generator=g)})
+    path = str(tmp_path / 'reference_finetune.pth')
+    torch.save({'model': ft}, path)
+    model = build_model(tiny_config(FT_B, path))
+    assert torch.equal(model.backbone.ln2.weight, ft['fc_norm.weight'])
+    assert torch.equal(model.backbone.layers[2].ffn.layers[1].weight,
+                       ft['blocks.2.mlp.fc2.weight'])
+    with pytest.raises(ValueError, match='no momentum target'):
+        build_model(tiny_config(FT_B, path, source='target'))
+
+
+def test_loading_reports_resizes_and_fails_loudly(pretrained, tmp_path):
+    ckpt, state = pretrained
+    probe = MODELS.build(dict(type='BootMAEViTLinearProbe', arch=TINY_ARCH,
+                              depth=DEPTH, img_size=32, patch_size=8))
+    report = load_bootmae_encoder(probe, ckpt)
+    assert sorted(report['unused']) == sorted(
+        k[len('backbone.'):] for k in state
+        if k.startswith(('backbone.layers.2.', 'backbone.ln1.')))
+    assert report['missing'] == ['ln2.weight', 'ln2.bias']
+
+    # another input size: pos_embed resized by VisionTransformer's hook
+    big = MODELS.build(dict(type='BootMAEViT', arch=TINY_ARCH, img_size=48,
+                            patch_size=8))
+    load_bootmae_encoder(big, ckpt)
+    expected = resize_pos_embed(state['backbone.pos_embed'], (4, 4), (6, 6),
+                                'bicubic', 1)
+    assert torch.allclose(big.pos_embed, expected)
+
+    # another arch: every mismatched key is listed with its shapes
+    wide = MODELS.build(dict(type='BootMAEViT', img_size=32, patch_size=8,
+                             arch=dict(TINY_ARCH, embed_dims=32)))
+    with pytest.raises(ValueError, match=r'bootmae_tiny\.pth') as err:
+        load_bootmae_encoder(wide, ckpt)
+    assert 'cls_token: checkpoint (1, 1, 64) vs model (1, 1, 32)' in str(
+        err.value)
+
+    # nothing matches
+    other = str(tmp_path / 'resnet.pth')
+    torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(1)}},
+               other)
+    with pytest.raises(ValueError, match='No key of .*resnet.pth matched'):
+        load_bootmae_encoder(big, other)
+
+    # no momentum target in a pixel-only run
+    pixel_only = MODELS.build(tiny_model_cfg(feature_decoder=None,
+                                             feature_head=None))
+    path = str(tmp_path / 'pixel_only.pth')
+    torch.save({'state_dict': pixel_only.state_dict()}, path)
+    with pytest.raises(KeyError, match='pixel_only.pth has no '
+                       r'target_encoder\.\* keys'):
+        load_bootmae_encoder(big, path, source='target')
+
+    # the placeholder checkpoint of the configs must be set
+    cfg = tiny_config(FT_B, None)
+    with pytest.raises(ValueError, match='init_cfg.checkpoint'):
+        build_model(cfg)
+
+
+# ------------------------------------------------------------ training
+def test_tiny_finetune_runs_and_reports_accuracy(pretrained, imagenet,
+                                                 tmp_path):
+    cfg = tiny_config(FT_B, pretrained[0], data_root=imagenet,
+                      work_dir=tmp_path)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 3  # 12 images, batch 4, one epoch
+    metrics = runner.test()
+    assert set(metrics) == {'accuracy/top1', 'accuracy/top2'}
+    assert 0 <= metrics['accuracy/top1'] <= metrics['accuracy/top2'] <= 100
+    saved = torch.load(tmp_path / 'epoch_1.pth', weights_only=False)
+    assert 'ema_state_dict' in saved  # EMA weights are kept (and evaluated)
+
+
+def test_tiny_linear_probe_trains_only_the_head(pretrained, imagenet,
+                                                tmp_path):
+    ckpt, state = pretrained
+    cfg = tiny_config(LIN_B, ckpt, data_root=imagenet, work_dir=tmp_path)
+    runner = Runner.from_cfg(cfg)
+    head_before = copy.deepcopy(runner.model.head.state_dict())
+    runner.train()
+    model = runner.model
+    assert len(model.backbone.layers) == DEPTH
+    # the encoder is the checkpoint's, unchanged by training
+    assert_backbone_equals(model.backbone, state, 'backbone.')
+    assert torch.equal(model.backbone.ln2.weight, torch.ones(64))
+    head_after = model.head.state_dict()
+    assert not torch.equal(head_before['fc.weight'], head_after['fc.weight'])
+    metrics = runner.test()
+    assert 0 <= metrics['accuracy/top1'] <= 100
+
+
+# ------------------------------------------------------------ export
+def _tool(name):
+    path = osp.join(REPO_ROOT, 'tools', 'model_converters', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def finetuned(pretrained, tmp_path_factory):
+    """A fine-tuned tiny classifier checkpoint (ln2 + head)."""
+    model = build_model(tiny_config(FT_B, pretrained[0]))
+    with torch.no_grad():
+        model.backbone.ln2.weight.uniform_(0.5, 1.5)
+        model.head.fc.weight.normal_()
+    path = str(tmp_path_factory.mktemp('ft') / 'finetuned.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return path
+
+
+def _ours(src, source, **kwargs):
+    ours = MODELS.build(dict(type='BootMAEViT', arch=TINY_ARCH, img_size=32,
+                             patch_size=8, **kwargs))
+    load_bootmae_encoder(ours, src, source)
+    return ours.eval()
+
+
+@pytest.mark.parametrize('which,source', [('pretrained', 'online'),
+                                          ('pretrained', 'target'),
+                                          ('finetuned', 'online')])
+def test_export_to_mmpretrain_vit(which, source, pretrained, finetuned,
+                                  tmp_path):
+    src = pretrained[0] if which == 'pretrained' else finetuned
+    dst = str(tmp_path / 'vit.pth')
+    assert _tool('bootmae_to_vit').main(
+        [src, dst, '--source', source, '--num-heads', '2']) == 0
+    saved = torch.load(dst, weights_only=True)
+    state = {k[len('backbone.'):]: v for k, v in saved['state_dict'].items()
+             if k.startswith('backbone.')}
+    pooled = which == 'finetuned'
+    kwargs = dict(final_norm=which == 'pretrained' and source == 'online',
+                  out_type='avg_featmap' if pooled else 'raw')
+    vit = VisionTransformer(arch=TINY_ARCH, img_size=32, patch_size=8,
+                            **kwargs)
+    vit.load_state_dict(state, strict=True)
+    assert ('head.fc.weight' in saved['state_dict']) == pooled
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = _ours(src, source, **kwargs)(x)[0]
+        assert (vit.eval()(x)[0] - ref).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize('which,source', [('pretrained', 'online'),
+                                          ('pretrained', 'target'),
+                                          ('finetuned', 'online')])
+def test_export_to_timm(which, source, pretrained, finetuned, tmp_path):
+    import timm
+    src = pretrained[0] if which == 'pretrained' else finetuned
+    dst = str(tmp_path / 'timm.pth')
+    tool = _tool('bootmae_to_timm')
+    assert tool.main([src, dst, '--source', source, '--num-heads', '2']) == 0
+    state = torch.load(dst, weights_only=True)
+    pooled = which == 'finetuned'
+    final_norm = which == 'pretrained' and source == 'online'
+    model = timm.create_model(
+        'vit_base_patch16_224', pretrained=False, img_size=32, patch_size=8,
+        embed_dim=64, depth=3, num_heads=2, mlp_ratio=2.0,
+        num_classes=3 if pooled else 0, global_pool='avg' if pooled else
+        'token', fc_norm=pooled, final_norm=final_norm)
+    model.load_state_dict(state, strict=True)
+    assert ('norm.weight' in state) == final_norm
+    ours = _ours(src, source, final_norm=final_norm,
+                 out_type='avg_featmap' if pooled else 'raw')
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        tokens = model.eval().forward_features(x)
+        assert (tokens - ours.encode(x)[0]).abs().max() <= 1e-5
+        if pooled:
+            feats = model.forward_head(tokens, pre_logits=True)
+            assert (feats - ours(x)[0]).abs().max() <= 1e-5

@@ -1,0 +1,377 @@
+"""ADE20K UperNet on BootMAE (issue 4, segmentation): configs, checkpoint
+loading into ``BootMAEViTSeg``, layer decay, and a tiny real training run."""
+import glob
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+import bootmae_mm  # noqa: F401
+from bootmae_mm.compat import safe_torch_load
+from bootmae_tiny import tiny_model_cfg
+from helpers import REPO_ROOT
+
+CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
+                  'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
+CONFIG_MS = CONFIG.replace('.py', '_ms.py')
+ARCH = dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128)
+PATCH = 8
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; more only contend with the
+    other tests for the 2 cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model_overrides(model, img_size=32, checkpoint=None):
+    """Shrink the config's segmentor in place: 64-wide 4-block encoder
+    (patch 8) tapped at every block, narrow heads, 64 px sliding window."""
+    model.backbone.update(arch=ARCH, img_size=img_size, patch_size=PATCH,
+                          out_indices=(0, 1, 2, 3))
+    model.backbone.init_cfg.checkpoint = checkpoint
+    model.data_preprocessor.size = (img_size, img_size)
+    model.neck.embed_dim = 64
+    model.decode_head.update(in_channels=[64] * 4, channels=16)
+    model.auxiliary_head.update(in_channels=64, channels=8)
+    model.test_cfg.update(crop_size=(64, 64), stride=(43, 43))
+    return model
+
+
+def build_segmentor(model_cfg):
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return MODELS.build(model_cfg)
+
+
+def save_bootmae_checkpoint(path, arch=ARCH, seed=0):
+    """A freshly built tiny BootMAE saved like a pretraining run does."""
+    from mmpretrain.registry import MODELS
+    torch.manual_seed(seed)
+    cfg = tiny_model_cfg()
+    cfg['backbone'] = dict(cfg['backbone'], arch=arch)
+    cfg['pixel_decoder'] = dict(cfg['pixel_decoder'],
+                                in_dims=arch['embed_dims'])
+    cfg['feature_decoder'] = dict(cfg['feature_decoder'],
+                                  in_dims=arch['embed_dims'])
+    model = MODELS.build(cfg)
+    model.init_weights()
+    with torch.no_grad():  # make the online and target encoders differ
+        for p in model.backbone.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, str(path))
+    return model
+
+
+def tiny_backbone(img_size=32, checkpoint=None, use_target=False):
+    from mmseg.registry import MODELS
+    backbone = MODELS.build(dict(
+        type='BootMAEViTSeg', arch=ARCH, img_size=img_size, patch_size=PATCH,
+        out_indices=(1, 3),
+        init_cfg=dict(type='Pretrained', checkpoint=str(checkpoint),
+                      use_target=use_target) if checkpoint else None))
+    backbone.init_weights()
+    backbone.eval()
+    return backbone
+
+
+@pytest.mark.parametrize('config', [CONFIG, CONFIG_MS])
+def test_configs_load_and_build(config):
+    cfg = Config.fromfile(config)
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.train_cfg.max_iters == 160000
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.clip_grad.max_norm == 3
+    model_cfg = cfg.model
+    if config == CONFIG_MS:
+        assert model_cfg.type == 'SegTTAModel'
+        aug = cfg.test_dataloader.dataset.pipeline[1]
+        assert aug.type == 'TestTimeAug'
+        assert [t.scale for t in aug.transforms[0]][0] == (1024, 256)
+        assert [t.prob for t in aug.transforms[1]] == [0., 1.]
+        model_cfg = model_cfg.module
+    seg = model_cfg
+    assert seg.backbone.type == 'BootMAEViTSeg'
+    assert tuple(seg.backbone.out_indices) == (3, 5, 7, 11)
+    assert seg.test_cfg == dict(mode='slide', crop_size=(512, 512),
+                                stride=(341, 341))
+    assert seg.auxiliary_head.in_index == 2
+    assert seg.auxiliary_head.loss_decode.loss_weight == 0.4
+    tiny_model_overrides(seg)
+    model = build_segmentor(cfg.model).eval()
+    segmentor = model.module if config == CONFIG_MS else model
+    feats = segmentor.extract_feat(torch.randn(1, 3, 32, 32))
+    # x4, x2, x1, x0.5 of the 4 x 4 grid
+    assert [f.shape[-1] for f in feats] == [16, 8, 4, 2]
+    assert segmentor.decode_head.num_classes == 150
+
+
+def test_full_size_backbone_matches_recipe():
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.backbone.init_cfg = None
+    with torch.device('meta'):  # shapes only: no memory, no init time
+        backbone = build_segmentor(cfg.model.backbone)
+    assert backbone.patch_resolution == (32, 32)
+    assert backbone.num_layers == 12 and backbone.embed_dims == 768
+    assert not backbone.pos_embed.requires_grad  # fixed sin-cos
+    layer = backbone.layers[11]
+    assert layer.gamma_1 is None  # no layer scale
+    assert layer.attn.relative_position_bias_table.shape == (63 * 63 + 3, 12)
+    assert float(layer.drop_path.drop_prob) == pytest.approx(0.1)
+    assert layer.attn.qkv.bias is None and layer.attn.q_bias.shape == (768, )
+
+
+def test_bootmae_checkpoint_loads_into_backbone(tmp_path):
+    ckpt = tmp_path / 'bootmae.pth'
+    source = save_bootmae_checkpoint(ckpt)
+    for use_target in (False, True):
+        encoder = source.target_encoder if use_target else source.backbone
+        src = {**dict(encoder.named_parameters()),
+               **dict(encoder.named_buffers())}
+        backbone = tiny_backbone(checkpoint=ckpt, use_target=use_target)
+        own = backbone.state_dict()
+        C = ARCH['embed_dims']
+        for name, value in src.items():
+            if name.startswith('ln1.'):
+                continue  # final norm: not used by the dense backbone
+            if name.endswith('attn.qkv.bias'):
+                torch.testing.assert_close(
+                    own[name.replace('qkv.bias', 'q_bias')], value[:C])
+                torch.testing.assert_close(
+                    own[name.replace('qkv.bias', 'v_bias')], value[2 * C:])
+            else:
+                torch.testing.assert_close(own[name], value, msg=name)
+        for i in range(ARCH['num_layers']):
+            table = own[f'layers.{i}.attn.relative_position_bias_table']
+            assert not table.any()  # zero: pretraining has none
+        # same function: the block-3 map equals the encoder's last block
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            feat = backbone(x)[-1]
+            high = encoder.encode(x)[2][:, 1:]
+        torch.testing.assert_close(
+            feat.flatten(2).transpose(1, 2), high, atol=1e-5, rtol=1e-4)
+
+
+def test_reference_checkpoint_loads(tmp_path):
+    """The reference layout ({'model': {'blocks.N.*', ...}}) and its decoder
+    and head keys, which are left out."""
+    source = tiny_backbone()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p))
+    renames = [('patch_embed.projection.', 'patch_embed.proj.'),
+               ('.ffn.layers.', '.ffn.'), ('layers.', 'blocks.'),
+               ('.ln1.', '.norm1.'),
+               ('.ln2.', '.norm2.'), ('.ffn.0.0.', '.mlp.fc1.'),
+               ('.ffn.1.', '.mlp.fc2.')]
+    reference = {}
+    for name, value in source.state_dict().items():
+        if 'relative_position' in name:
+            continue
+        for old, new in renames:
+            name = name.replace(old, new)
+        reference[name] = value
+    reference.update({'norm.weight': torch.ones(64),
+                      'decode_blocks.0.norm1.weight': torch.ones(32),
+                      'mask_token': torch.zeros(1, 1, 32)})
+    torch.save({'model': reference, 'epoch': 799}, str(tmp_path / 'ref.pth'))
+    loaded = tiny_backbone(checkpoint=tmp_path / 'ref.pth').state_dict()
+    for name, value in source.state_dict().items():
+        if 'relative_position_bias_table' not in name:
+            torch.testing.assert_close(loaded[name], value, msg=name)
+
+
+def test_other_arch_is_refused_with_keys_listed(tmp_path):
+    ckpt = tmp_path / 'wide.pth'
+    save_bootmae_checkpoint(ckpt, arch=dict(embed_dims=32, num_layers=4,
+                                            num_heads=2,
+                                            feedforward_channels=64))
+    with pytest.raises(ValueError) as err:
+        tiny_backbone(checkpoint=ckpt)
+    msg = str(err.value)
+    assert 'wide.pth' in msg and 'shape mismatches' in msg
+    assert 'layers.0.attn.qkv.weight: checkpoint (96, 32) vs model ' \
+        '(192, 64)' in msg
+    # and a checkpoint of unrelated weights
+    torch.save({'state_dict': {'foo.weight': torch.ones(2)}},
+               str(tmp_path / 'foo.pth'))
+    with pytest.raises(ValueError, match='No weight of checkpoint .*foo.pth'):
+        tiny_backbone(checkpoint=tmp_path / 'foo.pth')
+
+
+def test_checkpoint_key_must_be_set():
+    from mmseg.registry import MODELS
+    backbone = MODELS.build(dict(
+        type='BootMAEViTSeg', arch=ARCH, img_size=32, patch_size=PATCH,
+        init_cfg=dict(type='Pretrained', checkpoint=None),
+        out_indices=(3, )))
+    with pytest.raises(ValueError,
+                       match=r'model\.backbone\.init_cfg\.checkpoint'):
+        backbone.init_weights()
+
+
+def test_grid_change_resizes_position_tables(tmp_path):
+    """A segmentor checkpoint at a 4 x 4 grid (random relative position
+    tables) loads at an 8 x 8 grid: absolute embedding and tables are
+    resized (through the interp2d shim on SciPy >= 1.14)."""
+    small = tiny_backbone(img_size=32)
+    with torch.no_grad():
+        for layer in small.layers:
+            layer.attn.relative_position_bias_table.normal_()
+    torch.save({'state_dict': {f'backbone.{k}': v
+                               for k, v in small.state_dict().items()}},
+               str(tmp_path / 'seg.pth'))
+    big = tiny_backbone(img_size=64, checkpoint=tmp_path / 'seg.pth')
+    table = big.layers[0].attn.relative_position_bias_table
+    src = small.layers[0].attn.relative_position_bias_table
+    assert table.shape == (15 * 15 + 3, 2)
+    assert torch.isfinite(table).all() and table.any()
+    torch.testing.assert_close(table[-3:], src[-3:])  # cls entries kept
+    # the centre (zero offset) of the 7 x 7 table lands on the 15 x 15 centre
+    torch.testing.assert_close(table[7 * 15 + 7], src[3 * 7 + 3],
+                               atol=1e-4, rtol=1e-4)
+    assert big.pos_embed.shape == (1, 65, 64)
+    torch.testing.assert_close(big.layers[2].attn.qkv.weight,
+                               small.layers[2].attn.qkv.weight)
+
+
+def test_layer_decay_scales(tmp_path):
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(CONFIG)
+    tiny_model_overrides(cfg.model)
+    cfg.model.backbone.init_cfg = None
+    model = build_segmentor(cfg.model)
+    optim_cfg = cfg.optim_wrapper.to_dict()
+    optim_cfg.update(type='OptimWrapper', paramwise_cfg=dict(
+        optim_cfg['paramwise_cfg'], num_layers=ARCH['num_layers']))
+    optim_cfg.pop('loss_scale')
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        wrapper = build_optim_wrapper(model, optim_cfg)
+    scale = {name: g['lr_scale'] for g in wrapper.optimizer.param_groups
+             for name in g['param_names']}
+    lr = {name: g['lr'] for g in wrapper.optimizer.param_groups
+          for name in g['param_names']}
+    n, d = ARCH['num_layers'], 0.65
+    expected = {  # depth 0 = embeddings, block i = i + 1, rest = n + 1
+        'backbone.patch_embed.projection.weight': d ** (n + 1),
+        'backbone.cls_token': d ** (n + 1),
+        'backbone.layers.0.attn.qkv.weight': d ** n,
+        'backbone.layers.2.attn.relative_position_bias_table': d ** (n - 2),
+        'backbone.layers.3.ffn.layers.1.bias': d ** 1,
+        'decode_head.conv_seg.weight': 1.0,
+        'neck.upsample_4x.0.weight': 1.0,
+    }
+    for name, value in expected.items():
+        assert scale[name] == pytest.approx(value), name
+        assert lr[name] == pytest.approx(4e-4 * value), name
+    assert 'backbone.pos_embed' not in scale  # fixed, not optimized
+
+
+def make_ade20k(root, n_train=4, n_val=2, size=64, seed=0):
+    """ADE20K layout: images/{training,validation}/*.jpg and
+    annotations/{training,validation}/*.png label maps (0 = ignore, 1..150;
+    reduce_zero_label maps them to 255, 0..149)."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    for split, n in (('training', n_train), ('validation', n_val)):
+        os.makedirs(osp.join(root, 'images', split))
+        os.makedirs(osp.join(root, 'annotations', split))
+        for i in range(n):
+            label = np.zeros((size, size), np.uint8)
+            label[:, size // 2:] = 1
+            label[size // 2:, :] = 2
+            label[:4] = 0
+            img = rng.integers(0, 50, (size, size, 3)).astype(np.uint8)
+            img[label == 2] += 150  # learnable: class 2 is bright
+            name = f'ADE_{split}_{i:08d}'
+            assert cv2.imwrite(osp.join(root, 'images', split,
+                                        name + '.jpg'), img)
+            assert cv2.imwrite(osp.join(root, 'annotations', split,
+                                        name + '.png'), label)
+    return str(root)
+
+
+def test_tiny_upernet_trains_and_reports_miou(tmp_path):
+    """tools/train.py on the real config (shrunk): a BootMAE checkpoint is
+    loaded, UperNet trains a few iterations with layer decay (fp32: AMP
+    needs an accelerator) and is
+    evaluated with mmseg's ADE20KDataset and IoUMetric."""
+    import mmcv
+    assert not importlib.util.find_spec('mmcv._ext'), \
+        'this test is meant for mmcv-lite'
+    assert mmcv is not None
+    data_root = make_ade20k(tmp_path / 'ade')
+    ckpt = tmp_path / 'bootmae.pth'
+    save_bootmae_checkpoint(ckpt)
+
+    cfg = Config.fromfile(CONFIG)
+    tiny_model_overrides(cfg.model, img_size=64, checkpoint=str(ckpt))
+    cfg.optim_wrapper.paramwise_cfg.num_layers = ARCH['num_layers']
+    # mmengine's AmpOptimWrapper needs an accelerator: plain fp32 on CPU
+    cfg.optim_wrapper.type = 'OptimWrapper'
+    cfg.optim_wrapper.pop('loss_scale')
+    crop = (64, 64)
+    train_pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', reduce_zero_label=True),
+        dict(type='RandomResize', scale=(256, 64), ratio_range=(1.0, 1.5),
+             keep_ratio=True),
+        dict(type='RandomCrop', crop_size=crop, cat_max_ratio=0.75),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PhotoMetricDistortion'),
+        dict(type='PackSegInputs')]
+    test_pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(256, 64), keep_ratio=True),
+        dict(type='LoadAnnotations', reduce_zero_label=True),
+        dict(type='PackSegInputs')]
+    for key, pipeline in (('train_dataloader', train_pipeline),
+                          ('val_dataloader', test_pipeline),
+                          ('test_dataloader', test_pipeline)):
+        cfg[key].update(num_workers=0, persistent_workers=False)
+        cfg[key].dataset.update(data_root=data_root, pipeline=pipeline)
+    cfg.train_cfg.update(max_iters=4, val_interval=4)
+    cfg.param_scheduler[0].end = 2
+    cfg.param_scheduler[1].update(begin=2, end=4)
+    cfg.default_hooks.checkpoint.interval = 4
+    cfg.default_hooks.logger.interval = 1
+    cfg.env_cfg.cudnn_benchmark = False
+    cfg_path = str(tmp_path / 'tiny_seg.py')
+    cfg.dump(cfg_path)
+
+    spec = importlib.util.spec_from_file_location(
+        'train_tool', osp.join(REPO_ROOT, 'tools', 'train.py'))
+    train_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tool)
+    work_dir = str(tmp_path / 'work')
+    train_tool.main([cfg_path, '--work-dir', work_dir])
+
+    scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    records = [json.loads(line) for line in open(scalars[0])]
+    evals = [r for r in records if 'mIoU' in r]
+    assert evals, records
+    assert 0.0 <= evals[-1]['mIoU'] <= 100.0
+    losses = [r['decode.loss_ce'] for r in records if 'decode.loss_ce' in r]
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    assert any('aux.loss_ce' in r for r in records)
+    assert osp.isfile(osp.join(work_dir, 'iter_4.pth'))
+    # the trained segmentor checkpoint loads back through our adapter
+    state = safe_torch_load(osp.join(work_dir, 'iter_4.pth'))
+    trained = tiny_backbone(img_size=64,
+                            checkpoint=osp.join(work_dir, 'iter_4.pth'))
+    torch.testing.assert_close(
+        trained.layers[0].attn.qkv.weight,
+        state['state_dict']['backbone.layers.0.attn.qkv.weight'])

@@ -1,0 +1,162 @@
+"""k-NN evaluation of a BootMAE encoder against a random one of the same shape.
+
+    python tools/knn_eval.py CONFIG [CHECKPOINT] [--k 10] [--source online]
+
+Features: the encoder's tokens on the whole (unmasked) image, after its
+final norm; ``mean`` = mean of the patch tokens, ``cls`` = the class token;
+L2-normalized. Each query image of the val split takes the weighted vote
+(``exp(cosine / T)``, T = 0.07) of its ``k`` nearest train-split images.
+The data is the config's ``train_dataloader.dataset`` (inside any wrapper)
+with its ``split``
+set to train (bank) and val (queries), read with a deterministic pipeline
+(resize, centre crop to the config's size). Without CHECKPOINT, the
+``last_checkpoint`` of ``work_dirs/<config name>`` is used.
+"""
+import argparse
+import copy
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.dataset import default_collate  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+
+import bootmae_mm  # noqa: E402,F401
+from bootmae_mm.models.checkpoint_loading import \
+    load_bootmae_encoder  # noqa: E402
+
+FEATURES = ('mean', 'cls')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', help='a BootMAE pretraining config')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint (default: '
+                        'last_checkpoint of work_dirs/<config name>)')
+    parser.add_argument('--k', type=int, default=10, help='neighbours')
+    parser.add_argument('--temperature', type=float, default=0.07)
+    parser.add_argument('--source', default='online',
+                        choices=['online', 'target'],
+                        help='which encoder of the checkpoint')
+    parser.add_argument('--bank-split', default='train')
+    parser.add_argument('--query-split', default='val')
+    parser.add_argument('--batch-size', type=int, default=128)
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the random encoder')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings')
+    return parser.parse_args(argv)
+
+
+def default_checkpoint(config: str) -> str:
+    work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
+    last = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(last):
+        raise SystemExit(f'No CHECKPOINT given and no {last}: train first '
+                         f'(python tools/train.py {config}) or name one.')
+    with open(last) as f:
+        return f.read().strip()
+
+
+def build_split(cfg: Config, split: str, size: int):
+    """The config's training dataset, ``split`` and a test pipeline."""
+    from mmpretrain.registry import DATASETS
+    dataset = copy.deepcopy(cfg.train_dataloader.dataset)
+    while 'split' not in dataset and 'dataset' in dataset:  # wrappers
+        dataset = dataset.dataset
+    if 'split' not in dataset:
+        raise SystemExit(
+            f'train_dataloader.dataset ({dataset.get("type")}) has no '
+            '`split`; k-NN needs a dataset with train and val splits.')
+    dataset.split = split
+    dataset.pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='ResizeEdge', scale=size, edge='short', backend='pillow',
+             interpolation='bicubic'),
+        dict(type='CenterCrop', crop_size=size),
+        dict(type='PackInputs'),
+    ]
+    return DATASETS.build(dataset)
+
+
+@torch.no_grad()
+def extract(model, dataset, batch_size: int):
+    """(features per kind, labels) of every image of ``dataset``."""
+    feats = {kind: [] for kind in FEATURES}
+    labels = []
+    for start in range(0, len(dataset), batch_size):
+        batch = default_collate([dataset[i] for i in range(
+            start, min(start + batch_size, len(dataset)))])
+        data = model.data_preprocessor(batch, training=False)
+        inputs = data['inputs']
+        inputs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        tokens = model.backbone.encode(inputs)[0]  # after the final norm
+        feats['mean'].append(tokens[:, 1:].mean(1))
+        feats['cls'].append(tokens[:, 0])
+        labels += [int(ds.gt_label) for ds in data['data_samples']]
+    return ({k: F.normalize(torch.cat(v), dim=1) for k, v in feats.items()},
+            torch.tensor(labels))
+
+
+def knn_accuracy(bank, bank_labels, queries, query_labels, k=10,
+                 temperature=0.07) -> float:
+    """Top-1 accuracy (%) of the weighted k-NN vote; cosine similarity of
+    L2-normalized features."""
+    num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
+    sim, idx = (queries @ bank.T).topk(min(k, len(bank)), dim=1)
+    votes = torch.zeros(len(queries), num_classes)
+    votes.scatter_add_(1, bank_labels[idx], (sim / temperature).exp())
+    return float((votes.argmax(1) == query_labels).float().mean() * 100)
+
+
+def evaluate(model, bank_set, query_set, args) -> dict:
+    model.eval()
+    bank, bank_labels = extract(model, bank_set, args.batch_size)
+    queries, query_labels = extract(model, query_set, args.batch_size)
+    return {kind: knn_accuracy(bank[kind], bank_labels, queries[kind],
+                               query_labels, args.k, args.temperature)
+            for kind in FEATURES}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    checkpoint = args.checkpoint or default_checkpoint(args.config)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    from mmpretrain.registry import MODELS
+
+    size = cfg.model.backbone.get('img_size', 224)
+    bank_set = build_split(cfg, args.bank_split, size)
+    query_set = build_split(cfg, args.query_split, size)
+
+    torch.manual_seed(args.seed)
+    random_model = MODELS.build(cfg.model)
+    random_model.init_weights()
+    trained = MODELS.build(cfg.model)
+    load_bootmae_encoder(trained.backbone, checkpoint, args.source)
+
+    results = dict(random=evaluate(random_model, bank_set, query_set, args),
+                   pretrained=evaluate(trained, bank_set, query_set, args))
+    print(f'k-NN (k={args.k}, cosine, T={args.temperature}): '
+          f'{len(bank_set)} {args.bank_split} images as the bank, '
+          f'{len(query_set)} {args.query_split} images as queries, '
+          f'{len(bank_set.CLASSES)} classes')
+    print(f'{"encoder":<12}' + ''.join(f'{kind + " tokens":>14}'
+                                       for kind in FEATURES))
+    for name, accs in results.items():
+        print(f'{name:<12}' + ''.join(f'{accs[kind]:>13.1f}%'
+                                      for kind in FEATURES))
+    print(f'random encoder top-1: {results["random"]["mean"]:.1f}%')
+    print(f'pretrained encoder top-1: {results["pretrained"]["mean"]:.1f}% '
+          f'({args.source} encoder of {checkpoint})')
+    return results
+
+
+if __name__ == '__main__':
+    main()
