@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401  (shims + registration)
 from bootmae_mm.engine.runner import (build_runner, check_data_paths,  # noqa
+                                      find_resume_checkpoint,
                                       explain_config_errors,
                                       infer_default_scope,
                                       setup_cpu_distributed)
@@ -57,7 +58,8 @@ def merge_args(cfg: Config, args) -> Config:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        cfg.resume = True
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:

@@ -112,3 +112,27 @@ def explain_config_errors(cfg: Config):
         raise TypeError(
             f'{" / ".join(paths)}: unknown key "{key}" for {cls_name}{where} '
             f'({e})') from e
+
+
+def find_resume_checkpoint(work_dir: str):
+    """The checkpoint ``--resume auto`` continues from: the one the
+    ``last_checkpoint`` pointer names, or, when the pointer is missing,
+    empty or stale (a run killed while rewriting it), the newest complete
+    ``epoch_N.pth`` / ``iter_N.pth`` in ``work_dir``; None for a fresh run.
+    Checkpoints are renamed into place only once complete, so every file
+    with such a name is whole.
+    """
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
+        if named and osp.isfile(named):
+            return named
+    if not osp.isdir(work_dir):
+        return None
+    found = []
+    for name in os.listdir(work_dir):
+        match = re.fullmatch(r'(epoch|iter)_(\d+)\.pth', name)
+        if match:
+            found.append((int(match.group(2)), osp.join(work_dir, name)))
+    return max(found)[1] if found else None

@@ -4,6 +4,7 @@ import random
 
 import numpy as np
 import torch
+from mmengine.dist import broadcast_object_list
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
@@ -21,7 +22,8 @@ class ExactResumeHook(Hook):
     iteration counters, but (0.10.7) restarts a part-done epoch from its
     first batch and does not restore random states. This hook adds:
 
-    - ``before_train``: after a resume from a checkpoint taken ``k``
+    - ``before_train``: sets the sampler's shuffle / sample seed to rank 0's
+      run seed (``randomness.seed``); after a resume from a checkpoint taken ``k``
       iterations into an epoch, makes the train sampler (a
       :class:`ResumableSampler`) skip the ``k * batch_size`` indices of this
       rank that were already trained on, so the epoch continues with batch
@@ -57,6 +59,12 @@ class ExactResumeHook(Hook):
                 'resumed mid-epoch restarts the epoch from its first batch.',
                 logger='current', level='WARNING')
             return
+        # The sampler's seed: the run seed of rank 0 (the config's
+        # ``randomness.seed``), not mmengine's draw from the global numpy
+        # state, which depends on what building the dataset consumed.
+        seed = [runner.seed]
+        broadcast_object_list(seed, src=0)
+        sampler.seed = seed[0]
         if not sampler.seed_samples:
             print_log(
                 'ExactResumeHook: train_dataloader.dataset is not a '

@@ -1,0 +1,49 @@
+# mmpretrain's stock MAE (MAEViT + MAEPretrainDecoder + MAEPretrainHead, its
+# own random 75 % masking) plus BootMAE's momentum feature target: our
+# BootMAEFeatureDecoder / BootMAEFeatureHead, MomentumTargetHook and
+# FeatureWeightRampHook. Data, schedule and runtime: the BootMAE ViT-B recipe
+# (the block-wise mask the pipeline makes is not used by MAE).
+_base_ = '../../../configs/bootmae_vit-b_800e.py'
+
+custom_imports = dict(
+    imports=['bootmae_mm', 'projects.bootmae_ablations.mae_with_momentum_target'],
+    allow_failed_imports=False)
+
+model = dict(
+    _delete_=True,
+    type='MAEWithMomentumTarget',
+    data_preprocessor=dict(
+        type='SelfSupDataPreprocessor',
+        mean=[127.5, 127.5, 127.5],
+        std=[127.5, 127.5, 127.5],
+        to_rgb=True),
+    backbone=dict(type='MAEViT', arch='b', img_size=224, patch_size=16,
+                  mask_ratio=0.75),
+    neck=dict(
+        type='MAEPretrainDecoder',
+        num_patches=196,
+        patch_size=16,
+        in_chans=3,
+        embed_dim=768,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+        mlp_ratio=4.),
+    head=dict(
+        type='MAEPretrainHead',
+        norm_pix=True,
+        patch_size=16,
+        loss=dict(type='PixelReconstructionLoss', criterion='L2')),
+    feature_decoder=dict(
+        type='BootMAEFeatureDecoder',
+        patch_resolution=14,
+        in_dims=768,
+        depth=2,
+        num_heads=12,
+        cross_attention=False),
+    feature_head=dict(type='BootMAEFeatureHead', weight_mask=True),
+    feature_weight=1.0,
+    init_cfg=[
+        dict(type='Xavier', layer='Linear', distribution='uniform'),
+        dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
+    ])

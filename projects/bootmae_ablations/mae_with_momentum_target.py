@@ -1,0 +1,83 @@
+"""mmpretrain's stock ``MAE`` plus BootMAE's momentum feature target.
+
+Shows that the parts compose: the MAE encoder, decoder and pixel head are
+mmpretrain's own (``MAEViT``, ``MAEPretrainDecoder``, ``MAEPretrainHead``,
+unchanged, MAE's random masking); added are our ``BootMAEFeatureDecoder``
+(plain MAE-style blocks, ``cross_attention=False``), ``BootMAEFeatureHead``
+and a momentum copy of the encoder driven by ``MomentumTargetHook``.
+"""
+import copy
+
+import torch
+from mmpretrain.models import MAE
+from mmpretrain.registry import MODELS
+
+from bootmae_mm.models.algorithms.bootmae import BootMAE, _freeze_as_buffers
+from bootmae_mm.models.utils import gather_tokens
+
+
+@MODELS.register_module()
+class MAEWithMomentumTarget(MAE):
+    """MAE + a momentum-encoder feature target (BOOTMAE.md sections 5, 6).
+
+    Args:
+        backbone (dict): an mmpretrain ``MAEViT``.
+        neck (dict): an mmpretrain ``MAEPretrainDecoder``.
+        head (dict): an mmpretrain ``MAEPretrainHead``.
+        feature_decoder (dict): ``BootMAEFeatureDecoder`` with
+            ``cross_attention=False`` (MAE gives no intermediate taps).
+        feature_head (dict): ``BootMAEFeatureHead``.
+        feature_weight (float): weight of the feature loss. Defaults to 1.
+        **kwargs: other ``MAE`` arguments (``data_preprocessor`` ...).
+    """
+
+    # the momentum target API that MomentumTargetHook drives, reused as is
+    with_target = BootMAE.with_target
+    _target_pairs = BootMAE._target_pairs
+    copy_online_to_target = BootMAE.copy_online_to_target
+    update_target = BootMAE.update_target
+
+    def __init__(self, backbone: dict, neck: dict, head: dict,
+                 feature_decoder: dict, feature_head: dict,
+                 feature_weight: float = 1.0, **kwargs):
+        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
+        self.feature_decoder = MODELS.build(feature_decoder)
+        self.feature_head = MODELS.build(feature_head)
+        self.feature_weight = feature_weight
+        self.feature_ramp = 1.0  # set by FeatureWeightRampHook
+        # the target: the same ViT as BootMAEViT (same parameter names),
+        # without final norm, its parameters frozen as buffers
+        target_cfg = dict(type='BootMAEViT', final_norm=False,
+                          **{k: v for k, v in copy.deepcopy(backbone).items()
+                             if k in ('arch', 'img_size', 'patch_size')})
+        self.target_encoder = _freeze_as_buffers(MODELS.build(target_cfg))
+        self.copy_online_to_target()
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        self.copy_online_to_target()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.target_encoder.eval()  # the target always runs in eval mode
+        return self
+
+    def loss(self, inputs, data_samples, **kwargs):
+        latent, mask, ids_restore = self.backbone(inputs)
+        losses = dict(loss=self.head.loss(self.neck(latent, ids_restore),
+                                          inputs, mask))
+        # MAE keeps visible tokens in shuffled order; our decoder wants them
+        # in raster order
+        num_visible = latent.shape[1] - 1
+        ids_keep = ids_restore.argsort(1)[:, :num_visible]
+        order = ids_keep.argsort(1)
+        latent = torch.cat(
+            (latent[:, :1], gather_tokens(latent[:, 1:], order)), 1)
+        pred = self.feature_decoder(latent, None, mask)
+        with torch.no_grad():
+            target = self.target_encoder.encode(inputs)[2][:, 1:]
+        h, w = self.feature_decoder.patch_resolution
+        weight = self.feature_weight * self.feature_ramp
+        losses['loss_feature'] = weight * self.feature_head.loss(
+            pred, target, mask.view(-1, h, w))
+        return losses

@@ -1,0 +1,27 @@
+"""`--resume auto` survives a torn `last_checkpoint` pointer."""
+from bootmae_mm.engine.runner import find_resume_checkpoint
+
+
+def test_pointer_names_the_checkpoint(tmp_path):
+    for name in ('iter_2.pth', 'iter_4.pth'):
+        (tmp_path / name).write_bytes(b'x')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_2.pth'))
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path /
+                                                        'iter_2.pth')
+
+
+def test_empty_or_stale_pointer_falls_back_to_the_newest_checkpoint(tmp_path):
+    for name in ('iter_2.pth', 'iter_10.pth', '.iter_12.pth.abc.tmp',
+                 'best.pth'):
+        (tmp_path / name).write_bytes(b'x')
+    (tmp_path / 'last_checkpoint').write_text('')  # killed mid-rewrite
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path /
+                                                        'iter_10.pth')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'gone.pth'))
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path /
+                                                        'iter_10.pth')
+
+
+def test_fresh_work_dir_starts_from_scratch(tmp_path):
+    assert find_resume_checkpoint(str(tmp_path)) is None
+    assert find_resume_checkpoint(str(tmp_path / 'missing')) is None
