@@ -198,8 +198,8 @@ def test_visualize_tool_refuses_mismatched_checkpoint(demo_run, tmp_path):
     state = safe_torch_load(str(demo_run['work'] / 'epoch_1.pth'))[
         'state_dict']
     state = {k: v for k, v in state.items()
-             if not k.startswith('backbone.layers.5.')}
-    state['pixel_decoder.decoder_embed.weight'] = torch.zeros(64, 192)
+             if not k.startswith('backbone.layers.3.')}
+    state['pixel_decoder.decoder_embed.weight'] = torch.zeros(64, 128)
     other = tmp_path / 'other_arch.pth'
     torch.save(dict(state_dict=state), other)
     image = tmp_path / 'img.png'
@@ -208,9 +208,9 @@ def test_visualize_tool_refuses_mismatched_checkpoint(demo_run, tmp_path):
         tool.main([DEMO_CONFIG, str(other), str(image)])
     msg = str(e.value)
     assert str(other) in msg and 'does not fit the config' in msg
-    assert 'pixel_decoder.decoder_embed.weight: checkpoint (64, 192) vs ' \
-           'config (128, 192)' in msg
-    assert 'missing keys' in msg and 'backbone.layers.5.ln1.weight' in msg
+    assert 'pixel_decoder.decoder_embed.weight: checkpoint (64, 128) vs ' \
+           'config (128, 128)' in msg
+    assert 'missing keys' in msg and 'backbone.layers.3.ln1.weight' in msg
 
 
 def test_knn_tool_compares_pretrained_and_random(demo_run, capsys):

@@ -106,10 +106,15 @@ def _compare(plain_run, fast_run):
         for name in p_grads:
             _assert_close(f_grads[name], p_grads[name], f'grad of {name}',
                           rtol=1e-4)
+    # parameters and momentum target after 2 steps. Adam divides by the
+    # gradient's own size, so where the true gradient is zero (the key bias:
+    # softmax ignores it) rounding noise becomes an update of ~1 % of lr that
+    # fused and per-tensor AdamW round differently; 1e-4 is 10 % of lr
     assert plain_state.keys() == fast_state.keys()
-    for name in plain_state:  # parameters and momentum target after 2 steps
-        _assert_close(fast_state[name].float(), plain_state[name].float(),
-                      name, rtol=1e-4)
+    for name in plain_state:
+        torch.testing.assert_close(fast_state[name], plain_state[name],
+                                   rtol=1e-5, atol=1e-4,
+                                   msg=lambda m, n=name: f'{n}: {m}')
 
 
 @pytest.mark.parametrize('with_cp', [False, True])

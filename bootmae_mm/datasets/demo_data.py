@@ -102,7 +102,7 @@ def draw_demo_image(label: int, size: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def make_demo_dataset(root: str,
-                      num_train: int = 200,
+                      num_train: int = 100,
                       num_val: int = 50,
                       img_size: int = 64,
                       classes: Sequence[str] = DEMO_CLASSES,
@@ -120,7 +120,7 @@ def make_demo_dataset(root: str,
 
     Args:
         root (str): the folder to write, e.g. ``data/demo``.
-        num_train (int): training pictures per class. Defaults to 200.
+        num_train (int): training pictures per class. Defaults to 100.
         num_val (int): validation pictures per class. Defaults to 50.
         img_size (int): picture side in pixels. Defaults to 64.
         classes (Sequence[str]): a subset of :data:`DEMO_CLASSES`.

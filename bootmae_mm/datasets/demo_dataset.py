@@ -22,7 +22,7 @@ class BootMAEDemoDataset(ImageNet):
         root (str): where the pictures live (or are drawn). Defaults to
             ``'data/demo'``.
         split (str): ``'train'`` or ``'val'``. Defaults to ``'train'``.
-        num_train (int): training pictures per class. Defaults to 200.
+        num_train (int): training pictures per class. Defaults to 100.
         num_val (int): validation pictures per class. Defaults to 50.
         img_size (int): picture side in pixels. Defaults to 64.
         classes (Sequence[str]): which of the demo classes. Defaults to all.
@@ -32,7 +32,7 @@ class BootMAEDemoDataset(ImageNet):
     """
 
     def __init__(self, root: str = 'data/demo', split: str = 'train',
-                 num_train: int = 200, num_val: int = 50,
+                 num_train: int = 100, num_val: int = 50,
                  img_size: int = 64, classes=DEMO_CLASSES, seed: int = 0,
                  **kwargs):
         if split not in ('train', 'val'):

@@ -1,7 +1,7 @@
 # The main job: BootMAE, full method, on the embedded demo pictures, on a
 # laptop CPU in minutes (README "Main job"):
 #   python tools/train.py configs/demo/bootmae_vit-tiny_demo.py
-# ViT-tiny encoder (deit-tiny width, 6 blocks) on 64 px images with 8 px
+# ViT-tiny-sized encoder (128 wide, 4 blocks) on 64 px images with 8 px
 # patches (8 x 8 grid, 48 of 64 masked), both target-aware decoders, the
 # momentum target and the feature-weight ramp on a short schedule. The data
 # (6 classes of drawn shapes and textures, ImageNet layout) is drawn into
@@ -15,12 +15,12 @@ img_size = 64
 patch_size = 8
 grid = img_size // patch_size  # 8 x 8 patches
 num_masking_patches = 48  # 75 %
-embed_dims = 192
-num_heads = 3
+embed_dims = 128
+num_heads = 4
 
 model = dict(
     backbone=dict(
-        arch=dict(_delete_=True, embed_dims=embed_dims, num_layers=6,
+        arch=dict(_delete_=True, embed_dims=embed_dims, num_layers=4,
                   num_heads=num_heads,
                   feedforward_channels=4 * embed_dims),
         img_size=img_size,
@@ -34,8 +34,11 @@ model = dict(
         num_heads=4),
     pixel_head=dict(patch_size=patch_size),
     feature_decoder=dict(
-        patch_resolution=grid, in_dims=embed_dims, depth=2,
-        num_heads=num_heads),
+        patch_resolution=grid,
+        in_dims=embed_dims,
+        embed_dims=128,
+        depth=2,
+        num_heads=4),
     num_masking_patches=num_masking_patches)
 
 train_pipeline = [
@@ -60,7 +63,7 @@ train_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=64,
+    batch_size=32,
     num_workers=2,
     persistent_workers=False,
     pin_memory=False,
@@ -73,10 +76,12 @@ train_dataloader = dict(
             type='BootMAEDemoDataset',
             root='data/demo',
             split='train',
+            num_train=100,  # per class: 600 pictures, 19 iterations/epoch
+            num_val=50,
             pipeline=train_pipeline)))
 
 # fp32 AdamW; a short schedule wants a larger lr than the 800-epoch recipe
-max_epochs = 12
+max_epochs = 10
 warmup_epochs = 1
 optim_wrapper = dict(
     _delete_=True,
@@ -108,7 +113,7 @@ param_scheduler = [
         convert_to_iter_based=True),
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
-auto_scale_lr = dict(base_batch_size=64)
+auto_scale_lr = dict(base_batch_size=32)
 
 custom_hooks = [
     dict(type='NonFiniteLossHook'),

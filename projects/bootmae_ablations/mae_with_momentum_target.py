@@ -12,7 +12,7 @@ import torch
 from mmpretrain.models import MAE
 from mmpretrain.registry import MODELS
 
-from bootmae_mm.models.algorithms.bootmae import BootMAE, _freeze_as_buffers
+from bootmae_mm.models.algorithms.bootmae import _freeze_as_buffers
 from bootmae_mm.models.utils import gather_tokens
 
 
@@ -31,11 +31,7 @@ class MAEWithMomentumTarget(MAE):
         **kwargs: other ``MAE`` arguments (``data_preprocessor`` ...).
     """
 
-    # the momentum target API that MomentumTargetHook drives, reused as is
-    with_target = BootMAE.with_target
-    _target_pairs = BootMAE._target_pairs
-    copy_online_to_target = BootMAE.copy_online_to_target
-    update_target = BootMAE.update_target
+    with_target = True  # what MomentumTargetHook checks
 
     def __init__(self, backbone: dict, neck: dict, head: dict,
                  feature_decoder: dict, feature_head: dict,
@@ -52,6 +48,24 @@ class MAEWithMomentumTarget(MAE):
                              if k in ('arch', 'img_size', 'patch_size')})
         self.target_encoder = _freeze_as_buffers(MODELS.build(target_cfg))
         self.copy_online_to_target()
+
+    @torch.no_grad()
+    def copy_online_to_target(self) -> None:
+        """Make the momentum target an exact copy of the online encoder."""
+        online = self.backbone.state_dict()
+        for name, buf in self.target_encoder.named_buffers():
+            if name in online:
+                buf.copy_(online[name])
+
+    @torch.no_grad()
+    def update_target(self, decay: float) -> None:
+        """``target = decay * target + (1 - decay) * online`` for every
+        trained encoder tensor (called by ``MomentumTargetHook``)."""
+        targets = dict(self.target_encoder.named_buffers())
+        pairs = [(targets[n], p) for n, p in self.backbone.named_parameters()
+                 if p.requires_grad and n in targets]
+        torch._foreach_lerp_([t for t, _ in pairs], [p for _, p in pairs],
+                             1. - decay)
 
     def init_weights(self) -> None:
         super().init_weights()

@@ -96,7 +96,8 @@ def timm_kwargs(vit_kwargs, num_classes=0):
         num_classes=num_classes,
         global_pool='avg' if pooled else 'token',
         fc_norm=pooled,
-        final_norm=vit_kwargs['final_norm'])
+        # timm's final_norm switches both `norm` and `fc_norm`
+        final_norm=vit_kwargs['final_norm'] or pooled)
 
 
 def build(src, source='online', model_name=None, num_heads=None):
@@ -120,7 +121,9 @@ def build(src, source='online', model_name=None, num_heads=None):
     model.load_state_dict(timm_state, strict=True)
     ours = BootMAEViT(**vit_kwargs)
     load_bootmae_encoder(ours, src, source)
-    return ours.eval(), model.eval(), timm_state, kwargs, name
+    ours.eval()  # (mmpretrain backbones' train() returns None)
+    model.eval()
+    return ours, model, timm_state, kwargs, name
 
 
 @torch.no_grad()

@@ -59,7 +59,9 @@ def build_encoders(src, source, num_heads=None):
     load_bootmae_encoder(ours, src, source)
     stock = VisionTransformer(**kwargs)
     stock.load_state_dict(state, strict=True)
-    return ours.eval(), stock.eval(), state, kwargs
+    ours.eval()  # (mmpretrain backbones' train() returns None)
+    stock.eval()
+    return ours, stock, state, kwargs
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 import torch.utils.checkpoint as cp
 from mmpretrain.models import VisionTransformer
@@ -62,6 +63,12 @@ class BootMAEViT(VisionTransformer):
                              f'the {self.num_layers} blocks.')
         self.low_level_index = low_level_index
         self.with_cp = with_cp
+        # mmpretrain draws the drop-path rates with numpy; torch.compile
+        # takes numpy scalars for tensors and breaks the graph at every
+        # `if drop_prob == 0.` of each block: store plain floats
+        for module in self.modules():
+            if isinstance(getattr(module, 'drop_prob', None), np.generic):
+                module.drop_prob = float(module.drop_prob)
         self.num_patches = self.patch_resolution[0] * self.patch_resolution[1]
         self.pos_embed.requires_grad = False  # fixed sin-cos
 

@@ -6,7 +6,9 @@
 _base_ = '../../../configs/bootmae_vit-b_800e.py'
 
 custom_imports = dict(
-    imports=['bootmae_mm', 'projects.bootmae_ablations.mae_with_momentum_target'],
+    imports=[
+        'bootmae_mm', 'projects.bootmae_ablations.mae_with_momentum_target'
+    ],
     allow_failed_imports=False)
 
 model = dict(
