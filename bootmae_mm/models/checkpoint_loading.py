@@ -89,7 +89,11 @@ def checkpoint_state_dict(filename: str, source: str = 'online'
                          'checkpoint dict.')
     kind = checkpoint_kind(ckpt)
     if kind != 'mmengine':
-        return _reference_state_dict(ckpt, kind, source, filename), kind
+        from .reference_mapping import ReferenceMappingError
+        try:
+            return _reference_state_dict(ckpt, kind, source, filename), kind
+        except ReferenceMappingError as e:
+            raise ReferenceMappingError(f'{filename}: {e}') from None
     state = ckpt.get('state_dict', ckpt)
     if not isinstance(state, dict):
         raise ValueError(f"{filename}: 'state_dict' is not a dict.")

@@ -1,5 +1,6 @@
 """Makes a run resumed from any checkpoint, including one taken in the middle
 of an epoch, train exactly as the run that was never interrupted."""
+import logging
 import random
 
 import numpy as np
@@ -57,7 +58,7 @@ class ExactResumeHook(Hook):
                 'ExactResumeHook: train_dataloader.sampler is '
                 f'{type(sampler).__name__}, not ResumableSampler: a run '
                 'resumed mid-epoch restarts the epoch from its first batch.',
-                logger='current', level='WARNING')
+                logger='current', level=logging.WARNING)
             return
         # The sampler's seed: the run seed of rank 0 (the config's
         # ``randomness.seed``), not mmengine's draw from the global numpy
@@ -69,7 +70,8 @@ class ExactResumeHook(Hook):
             print_log(
                 'ExactResumeHook: train_dataloader.dataset is not a '
                 'SeededDataset: batches replayed after a resume get other '
-                'random crops and masks.', logger='current', level='WARNING')
+                'random crops and masks.', logger='current',
+                level=logging.WARNING)
         done = runner.iter - runner.epoch * len(loader)
         if done > 0:
             sampler.skip(done * loader.batch_size)

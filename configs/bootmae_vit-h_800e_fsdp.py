@@ -1,0 +1,46 @@
+# BootMAE ViT-H/14 pretraining with FSDP (mmengine's FlexibleRunner), 224 px
+# images on a 16 x 16 patch grid, 192 of 256 patches (75 %) masked:
+#   tools/dist_train.sh configs/bootmae_vit-h_800e_fsdp.py 16
+# Recipe of the ViT-L config (BootMAE published no ViT-H run: the lr,
+# schedule and EMA are the ViT-L ones), sharded as in
+# configs/bootmae_vit-l_800e_fsdp.py (each 19.7 M-parameter block is an FSDP
+# unit). Activation checkpointing (with_cp) is on to fit 128 images per GPU.
+_base_ = './bootmae_vit-l_800e_fsdp.py'
+
+img_size = 224
+patch_size = 14
+grid = img_size // patch_size  # 16 x 16 patches
+num_masking_patches = 192  # 75 % of 256
+num_block_masking_patches = 157  # 120 / 147 of the masked patches, as ViT-B
+
+model = dict(
+    backbone=dict(arch='h', img_size=img_size, patch_size=patch_size,
+                  with_cp=True),
+    pixel_decoder=dict(
+        patch_resolution=grid, patch_size=patch_size, in_dims=1280,
+        embed_dims=512, num_heads=16),
+    pixel_head=dict(patch_size=patch_size),
+    feature_decoder=dict(
+        patch_resolution=grid, in_dims=1280, embed_dims=1280, num_heads=16),
+    num_masking_patches=num_masking_patches)
+
+train_dataloader = dict(
+    dataset=dict(
+        dataset=dict(pipeline=[
+            dict(type='RobustLoadImageFromFile'),
+            dict(
+                type='RandomResizedCrop',
+                scale=img_size,
+                crop_ratio_range=(0.2, 1.0),
+                backend='pillow',
+                interpolation='bicubic'),
+            dict(type='RandomFlip', prob=0.5),
+            dict(
+                type='BootMAEMaskGenerator',
+                img_size=img_size,
+                patch_size=patch_size,
+                num_masking_patches=num_masking_patches,
+                num_block_masking_patches=num_block_masking_patches,
+                random_roll=True),
+            dict(type='PackInputs'),
+        ])))
