@@ -19,3 +19,16 @@ from helpers import make_image_folder
 def image_folder(tmp_path):
     """16 random 32x32 PNG images in ImageNet layout (2 classes x 8)."""
     return make_image_folder(tmp_path / 'images')
+
+
+@pytest.fixture(autouse=True)
+def isolated_default_scope():
+    """Each test starts with no mmengine default scope and leaves none
+    behind: a Runner built with ``default_scope='mmseg'`` in one test must
+    not redirect another test's ``MODELS.build`` to mmseg's registry."""
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    DefaultScope._instance_dict.clear()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
