@@ -3,8 +3,9 @@
 #   tools/dist_train.sh configs/bootmae_vit-h_800e_fsdp.py 16
 # Recipe of the ViT-L config (BootMAE published no ViT-H run: the lr,
 # schedule and EMA are the ViT-L ones), sharded as in
-# configs/bootmae_vit-l_800e_fsdp.py (each 19.7 M-parameter block is an FSDP
-# unit). Activation checkpointing (with_cp) is on to fit 128 images per GPU.
+# configs/bootmae_vit-l_800e_fsdp.py (each 19.7 M-parameter encoder block is
+# an FSDP unit). Activation checkpointing (with_cp) is on: it trades about
+# one more encoder forward for the activation memory of the 32 blocks.
 _base_ = './bootmae_vit-l_800e_fsdp.py'
 
 img_size = 224

@@ -9,18 +9,31 @@
 # the gathered online weights (docs/reliability.md, "Distributed").
 _base_ = './bootmae_vit-l_800e.py'
 
-# the foreach AdamW (fused AdamW over FSDP's sharded parameter views is
-# untested here)
-optim_wrapper = dict(optimizer=dict(fused=False))
+# The foreach AdamW (fused AdamW over FSDP's sharded parameter views is
+# untested here). No weight decay on the same tensors as without FSDP, but
+# chosen by module and name: with more than one rank FSDP hands the optimizer
+# 1-D shards of every parameter, so `flat_decay_mult` (decided by ndim)
+# would switch weight decay off for all of them.
+optim_wrapper = dict(
+    optimizer=dict(fused=False),
+    paramwise_cfg=dict(
+        _delete_=True,
+        bias_decay_mult=0.0,
+        norm_decay_mult=0.0,
+        custom_keys={
+            'pos_embed': dict(decay_mult=0.),
+            'cls_token': dict(decay_mult=0.),
+            'q_bias': dict(decay_mult=0.),  # decoders' attention
+            'v_bias': dict(decay_mult=0.),
+        }))
 
 strategy = dict(
     type='FSDPStrategy',
     model_wrapper=dict(
-        # every module that alone holds >= 1e7 parameters becomes its own
-        # FSDP unit: each ViT-L block (12.6 M), the rest goes to the root
-        auto_wrap_policy=dict(
-            type='torch.distributed.fsdp.wrap.size_based_auto_wrap_policy',
-            min_num_params=int(1e7)),
+        # one FSDP unit per encoder block (12.6 M parameters in ViT-L) and
+        # per decoder block; the rest (patch embedding, tokens, norms,
+        # prediction layers) goes to the root unit
+        auto_wrap_policy='bootmae_block_wrap_policy',
         # keep the original parameters (names, requires_grad=False on the
         # fixed pos_embed, per-parameter weight decay, the momentum update)
         use_orig_params=True,

@@ -152,7 +152,12 @@ def test_momentum_update_equals_formula_after_moving_the_model():
     with torch.no_grad():  # a target that differs from the online encoder
         for buf in model.target_encoder.buffers():
             buf.normal_()
-    model.update_target(0.5)  # pairs are cached on first use ...
+    reference = copy.deepcopy(model)
+    model.update_target(0.5)  # fp32; pairs are cached on first use ...
+    _plain_momentum_update(reference, 0.5)
+    for buf, expected in zip(model.target_encoder.buffers(),
+                             reference.target_encoder.buffers()):
+        torch.testing.assert_close(buf, expected, rtol=1e-6, atol=1e-7)
     model.to(torch.float64)  # ... and .to() replaces every buffer
     reference = copy.deepcopy(model)
     for decay in (0.999, 0.99999):
@@ -167,8 +172,8 @@ def test_momentum_update_equals_formula_after_moving_the_model():
             moved += 1
     assert moved == len(model._target_pairs()[0]) > 0
     # the fixed position embedding is not trained, so not averaged
-    assert 'pos_embed' not in {n for n, _, _ in
-                               [(m, n, p) for m, n, p in model._pairs]}
+    assert 'pos_embed' not in {name for _, name, _ in model._pairs}
+    assert 'cls_token' in {name for _, name, _ in model._pairs}
 
 
 def test_attention_is_fused_everywhere(monkeypatch):

@@ -1,2 +1,3 @@
 from . import hooks  # noqa: F401
 from . import atomic_backend  # noqa: F401
+from . import fsdp_wrap_policy  # noqa: F401

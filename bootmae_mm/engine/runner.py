@@ -91,12 +91,40 @@ def _key_paths(node, key, prefix=''):
             yield from _key_paths(v, key, f'{prefix}[{i}]')
 
 
+def _value_paths(cfg: Config, message: str):
+    """Config paths of the setting a ``ValueError`` message starts with,
+    written ``key=value`` (or ``Class.key=value``, ```key```=value), that
+    hold that value."""
+    match = re.match(r'`?(?:\w+\.)?(\w+)`?\s*=\s*["\']?([^\s"\'`:;,]+)',
+                     message)
+    if not match:
+        return []
+    key, value = match.groups()
+    return [p for p, _ in _key_paths(cfg.to_dict(), key)
+            if str(_lookup(cfg, p)).strip('"\'') == value.rstrip('.')]
+
+
+def _lookup(cfg: Config, path: str):
+    node = cfg.to_dict()
+    for part in re.findall(r'\w+|\[\d+\]', path):
+        node = node[int(part[1:-1])] if part.startswith('[') else node[part]
+    return node
+
+
 @contextmanager
 def explain_config_errors(cfg: Config):
     """Re-raise "X.__init__() got an unexpected keyword argument 'k'" from
-    building the config's components with the config key that holds it."""
+    building the config's components with the config key that holds it, and
+    a ``ValueError`` about a bad ``key=value`` with the config keys that set
+    that value."""
     try:
         yield
+    except ValueError as e:
+        paths = _value_paths(cfg, str(e))
+        if not paths:
+            raise
+        where = f' in {cfg.filename}' if cfg.filename else ''
+        raise ValueError(f'{" / ".join(paths)}{where}: {e}') from e
     except TypeError as e:
         match = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword "
                           r"argument '(\w+)'", str(e))

@@ -3,6 +3,7 @@ from typing import Optional
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
 from .schedule_utils import current_epoch
 
@@ -33,7 +34,9 @@ class MomentumTargetHook(Hook):
     the target). The target's weights live in the model, so they are saved
     in and restored from checkpoints; the decay is derived from the epoch,
     so a resumed run continues the schedule exactly. The current decay is
-    logged as ``momentum``.
+    logged as ``momentum``. Under FSDP the sharded online weights are
+    gathered for the update (``summon_full_params``); the target, made of
+    buffers, is a full copy on every rank.
 
     Args:
         start (float): decay at epoch 0. Defaults to 0.999.
@@ -78,7 +81,14 @@ class MomentumTargetHook(Hook):
             return  # gradient accumulation: no optimizer step this iteration
         decay = momentum_decay(current_epoch(runner, self.iters_per_epoch),
                                **self.schedule)
-        self._model(runner).update_target(decay)
+        model = runner.model
+        if isinstance(model, FSDP):
+            # sharded online weights: gather them for the update (the
+            # target is a full copy on every rank); nothing is written back
+            with FSDP.summon_full_params(model, writeback=False):
+                self._model(runner).update_target(decay)
+        else:
+            self._model(runner).update_target(decay)
         runner.message_hub.update_scalar('train/momentum', decay)
 
     @staticmethod

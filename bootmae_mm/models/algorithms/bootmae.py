@@ -1,4 +1,5 @@
 import copy
+import re
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -110,13 +111,25 @@ class BootMAE(BaseSelfSupervisor):
         once; the tensors are looked up on each call, since ``.to()`` /
         ``.cuda()`` replaces buffers (parameters keep their identity)."""
         if self._pairs is None:
-            online = dict(self.backbone.named_parameters())
-            self._pairs = []
+            # names without the wrappers that FSDP (use_orig_params=True) and
+            # activation checkpointing put around submodules
+            def clean(name):
+                return re.sub(r'_(fsdp|checkpoint)_wrapped_module\.', '',
+                              name)
+
+            online = {clean(n): p for n, p in self.backbone.named_parameters()}
+            self._pairs, unmatched = [], []
             for prefix, module in self.target_encoder.named_modules():
                 for name in module._buffers:
-                    param = online.get(f'{prefix}.{name}' if prefix else name)
-                    if param is not None and param.requires_grad:
+                    key = clean(f'{prefix}.{name}' if prefix else name)
+                    param = online.get(key)
+                    if param is None:
+                        unmatched.append(key)
+                    elif param.requires_grad:
                         self._pairs.append((module, name, param))
+            if unmatched:
+                raise RuntimeError(f'momentum target: no online parameter '
+                                   f'for the target tensors {unmatched}')
         return ([module._buffers[name] for module, name, _ in self._pairs],
                 [param for _, _, param in self._pairs])
 

@@ -1,0 +1,88 @@
+"""Bad pretraining configs fail through ``tools/train.py`` with an error that
+names the config key (and the file), before any training step."""
+import importlib.util
+import os.path as osp
+
+import pytest
+
+from helpers import REPO_ROOT
+from tiny_pretrain import write_tiny_config
+
+MASK = 'train_dataloader.dataset.dataset.pipeline.3.'
+CASES = {
+    # (--cfg-options, expected error type, key named, words of the message)
+    'masked patches >= patches': (
+        ['model.num_masking_patches=16', MASK + 'num_masking_patches=16'],
+        ValueError,
+        'model.num_masking_patches / '
+        'train_dataloader.dataset.dataset.pipeline[3].num_masking_patches',
+        'must be in 1 .. 15 for the 4 x 4 patch grid'),
+    'image size not divisible by patch size': (
+        ['model.backbone.img_size=30'], ValueError,
+        'model.backbone.img_size', 'img_size=30 is not divisible by '
+        'patch_size=8'),
+    'unknown arch': (
+        ['model.backbone.arch=vit-xl'], ValueError, 'model.backbone.arch',
+        'arch="vit-xl" is not a known ViT arch'),
+    'decoder width not divisible by 4': (
+        ['model.pixel_decoder.embed_dims=30'], ValueError,
+        'model.pixel_decoder.embed_dims', 'needs a width divisible by 4'),
+    'negative feature weight': (
+        ['model.feature_weight=-0.5'], ValueError, 'model.feature_weight',
+        'feature_weight=-0.5 must be >= 0'),
+    'EMA decay 1': (
+        ['custom_hooks.1.base=1.0'], ValueError, 'custom_hooks[1].base',
+        'an EMA decay must lie in (0, 1)'),
+    'EMA decay 0': (
+        ['custom_hooks.1.start=0.0'], ValueError, 'custom_hooks[1].start',
+        'an EMA decay must lie in (0, 1)'),
+    'model and transform disagree on the mask': (
+        ['model.num_masking_patches=10'], ValueError,
+        'model.num_masking_patches',
+        'but the masking transform masked 12 of 16 patches'),
+}
+
+
+def _train_main():
+    spec = importlib.util.spec_from_file_location(
+        'bootmae_tools_train', osp.join(REPO_ROOT, 'tools', 'train.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope='module')
+def tiny_config(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('bad_configs')
+    return write_tiny_config(tmp / 'tiny.py', tmp / 'data', num_workers=0,
+                             persistent=False, max_epochs=2)
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_bad_config_names_the_key(case, tiny_config, tmp_path):
+    options, error, key, words = CASES[case]
+    work_dir = tmp_path / 'work'
+    with pytest.raises(error) as err:
+        _train_main()([tiny_config, '--work-dir', str(work_dir),
+                       '--cfg-options', *options])
+    msg = str(err.value)
+    assert msg.startswith(key + ' in ' + tiny_config + ':'), msg
+    assert words in msg, msg
+    # no step was trained, no checkpoint written
+    assert not list(work_dir.glob('*.pth'))
+
+
+def test_missing_data_root_is_named(tmp_path):
+    """The ImageNet pretraining config with a data root that does not exist
+    fails before anything is built."""
+    config = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
+    missing = str(tmp_path / 'no_imagenet')
+    with pytest.raises(FileNotFoundError) as err:
+        _train_main()([config, '--work-dir', str(tmp_path / 'work'),
+                       '--cfg-options',
+                       f'train_dataloader.dataset.dataset.data_root={missing}'
+                       ])
+    msg = str(err.value)
+    assert msg.startswith('train_dataloader.dataset.dataset.data_root: '
+                          f'dataset folder "{missing}" does not exist'), msg
+    assert not osp.exists(tmp_path / 'work')
