@@ -81,7 +81,7 @@ train_dataloader = dict(
             pipeline=train_pipeline)))
 
 # fp32 AdamW; a short schedule wants a larger lr than the 800-epoch recipe
-max_epochs = 10
+max_epochs = 30
 warmup_epochs = 1
 optim_wrapper = dict(
     _delete_=True,
