@@ -1,6 +1,8 @@
 """A tiny BootMAE (64-wide, 2 blocks, 32 px images, 4 x 4 patch grid) and
 in-memory data with fixed masks, shared by the core tests."""
 import copy
+import uuid
+from pathlib import Path
 
 import torch
 from mmpretrain.structures import DataSample
@@ -90,5 +92,8 @@ def runner_cfg(work_dir, max_epochs=2, batch_size=4, custom_hooks=None,
                            checkpoint=dict(type='CheckpointHook',
                                            interval=1)),
         default_scope='mmpretrain',
+        # unique: runners built in the same second would otherwise share
+        # mmengine's MessageHub (named after a timestamp) and its history
+        experiment_name=f'{Path(work_dir).name}_{uuid.uuid4().hex[:8]}',
         randomness=dict(seed=0),
         log_level='WARNING')

@@ -175,7 +175,8 @@ def test_full_size_configs_match_the_recipe():
 def test_layer_decay_scales_follow_the_formula(path, decay, pretrained):
     cfg = tiny_config(path, pretrained[0])
     model = build_model(cfg)
-    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     # (OptimWrapper adds one group of its own, without a name)
     groups = {g['param_name']: g for g in wrapper.param_groups
               if 'param_name' in g}
