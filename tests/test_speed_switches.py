@@ -172,8 +172,8 @@ def test_momentum_update_equals_formula_after_moving_the_model():
             moved += 1
     assert moved == len(model._target_pairs()[0]) > 0
     # the fixed position embedding is not trained, so not averaged
-    assert 'pos_embed' not in {name for _, name, _ in model._pairs}
-    assert 'cls_token' in {name for _, name, _ in model._pairs}
+    assert 'pos_embed' not in {name for _, name, _ in model._target_pairing}
+    assert 'cls_token' in {name for _, name, _ in model._target_pairing}
 
 
 def test_attention_is_fused_everywhere(monkeypatch):

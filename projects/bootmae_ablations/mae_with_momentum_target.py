@@ -12,12 +12,13 @@ import torch
 from mmpretrain.models import MAE
 from mmpretrain.registry import MODELS
 
-from bootmae_mm.models.algorithms.bootmae import _freeze_as_buffers
+from bootmae_mm.models.algorithms.momentum_target import \
+    MomentumTargetMixin
 from bootmae_mm.models.utils import gather_tokens
 
 
 @MODELS.register_module()
-class MAEWithMomentumTarget(MAE):
+class MAEWithMomentumTarget(MomentumTargetMixin, MAE):
     """MAE + a momentum-encoder feature target (BOOTMAE.md sections 5, 6).
 
     Args:
@@ -30,8 +31,6 @@ class MAEWithMomentumTarget(MAE):
         feature_weight (float): weight of the feature loss. Defaults to 1.
         **kwargs: other ``MAE`` arguments (``data_preprocessor`` ...).
     """
-
-    with_target = True  # what MomentumTargetHook checks
 
     def __init__(self, backbone: dict, neck: dict, head: dict,
                  feature_decoder: dict, feature_head: dict,
@@ -46,35 +45,7 @@ class MAEWithMomentumTarget(MAE):
         target_cfg = dict(type='BootMAEViT', final_norm=False,
                           **{k: v for k, v in copy.deepcopy(backbone).items()
                              if k in ('arch', 'img_size', 'patch_size')})
-        self.target_encoder = _freeze_as_buffers(MODELS.build(target_cfg))
-        self.copy_online_to_target()
-
-    @torch.no_grad()
-    def copy_online_to_target(self) -> None:
-        """Make the momentum target an exact copy of the online encoder."""
-        online = self.backbone.state_dict()
-        for name, buf in self.target_encoder.named_buffers():
-            if name in online:
-                buf.copy_(online[name])
-
-    @torch.no_grad()
-    def update_target(self, decay: float) -> None:
-        """``target = decay * target + (1 - decay) * online`` for every
-        trained encoder tensor (called by ``MomentumTargetHook``)."""
-        targets = dict(self.target_encoder.named_buffers())
-        pairs = [(targets[n], p) for n, p in self.backbone.named_parameters()
-                 if p.requires_grad and n in targets]
-        torch._foreach_lerp_([t for t, _ in pairs], [p for _, p in pairs],
-                             1. - decay)
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        self.copy_online_to_target()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.target_encoder.eval()  # the target always runs in eval mode
-        return self
+        self.build_momentum_target(MODELS.build(target_cfg))
 
     def loss(self, inputs, data_samples, **kwargs):
         latent, mask, ids_restore = self.backbone(inputs)

@@ -1,28 +1,16 @@
 import copy
-import re
 from typing import Dict, List, Optional, Union
 
 import torch
-import torch.nn as nn
 from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-
-def _freeze_as_buffers(module: nn.Module) -> nn.Module:
-    """Turn every parameter of ``module`` into a persistent buffer: it stays
-    in the state dict (and so in checkpoints), moves with ``.to()``, takes
-    no gradient and is never handed to an optimizer."""
-    for m in module.modules():
-        for name, param in list(m._parameters.items()):
-            if param is not None:
-                del m._parameters[name]
-                m.register_buffer(name, param.detach())
-    return module
+from .momentum_target import MomentumTargetMixin
 
 
 @MODELS.register_module()
-class BootMAE(BaseSelfSupervisor):
+class BootMAE(MomentumTargetMixin, BaseSelfSupervisor):
     """BootMAE: Bootstrapped Masked Autoencoders (Dong et al., ECCV 2022).
 
     MAE plus (1) a second target, the features that a momentum (EMA) copy
@@ -83,82 +71,16 @@ class BootMAE(BaseSelfSupervisor):
         self.num_masking_patches = num_masking_patches
         self._mask_checked = False
         self.set_compile(compile)
-        self._pairs = None  # momentum-update pairing, built on first use
         if feature_decoder is not None:
             self.feature_decoder = MODELS.build(feature_decoder)
             self.feature_head = MODELS.build(feature_head)
             target_cfg = copy.deepcopy(backbone)
             target_cfg.update(final_norm=False, drop_path_rate=0.,
                               with_cp=False, init_cfg=None)
-            self.target_encoder = _freeze_as_buffers(MODELS.build(target_cfg))
-            self.target_encoder.eval()
-            self.copy_online_to_target()
+            self.build_momentum_target(MODELS.build(target_cfg))
         else:
             self.feature_decoder = self.feature_head = None
             self.target_encoder = None
-
-    @property
-    def with_target(self) -> bool:
-        return self.target_encoder is not None
-
-    # ------------------------------------------------------------------
-    # momentum target
-    # ------------------------------------------------------------------
-    def _target_pairs(self):
-        """Matching (target, online) tensors of the momentum update.
-
-        The pairing (owner module and buffer name, online parameter) is found
-        once; the tensors are looked up on each call, since ``.to()`` /
-        ``.cuda()`` replaces buffers (parameters keep their identity)."""
-        if self._pairs is None:
-            # names without the wrappers that FSDP (use_orig_params=True) and
-            # activation checkpointing put around submodules
-            def clean(name):
-                return re.sub(r'_(fsdp|checkpoint)_wrapped_module\.', '',
-                              name)
-
-            online = {clean(n): p for n, p in self.backbone.named_parameters()}
-            self._pairs, unmatched = [], []
-            for prefix, module in self.target_encoder.named_modules():
-                for name in module._buffers:
-                    key = clean(f'{prefix}.{name}' if prefix else name)
-                    param = online.get(key)
-                    if param is None:
-                        unmatched.append(key)
-                    elif param.requires_grad:
-                        self._pairs.append((module, name, param))
-            if unmatched:
-                raise RuntimeError(f'momentum target: no online parameter '
-                                   f'for the target tensors {unmatched}')
-        return ([module._buffers[name] for module, name, _ in self._pairs],
-                [param for _, _, param in self._pairs])
-
-    @torch.no_grad()
-    def copy_online_to_target(self) -> None:
-        """Make the momentum target an exact copy of the online encoder."""
-        online = self.backbone.state_dict()
-        for name, buf in self.target_encoder.named_buffers():
-            if name in online:
-                buf.copy_(online[name])
-
-    @torch.no_grad()
-    def update_target(self, decay: float) -> None:
-        """``target = decay * target + (1 - decay) * online`` for every
-        trained tensor, as one multi-tensor kernel:
-        ``lerp(target, online, 1 - decay)``."""
-        targets, sources = self._target_pairs()
-        torch._foreach_lerp_(targets, sources, 1. - decay)
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        if self.with_target:
-            self.copy_online_to_target()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.with_target:
-            self.target_encoder.eval()  # the target always runs in eval mode
-        return self
 
     # ------------------------------------------------------------------
     # forward
