@@ -23,10 +23,9 @@ from helpers import REPO_ROOT, run_tool
 from reference_bootmae import (ReferenceBootMAE, reference_losses,
                                reference_sincos)
 
-KEYS = '/work/shared/reference/official_bootmae_keys.json'
-if not osp.isfile(KEYS):
-    KEYS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference',
-                    'official_bootmae_keys.json')
+# every parameter name and shape of the reference checkpoints (a copy of
+# the project's shared/reference/official_bootmae_keys.json)
+KEYS = osp.join(REPO_ROOT, 'tests', 'data', 'official_bootmae_keys.json')
 CONVERTER = 'tools/model_converters/bootmae_official_to_mm.py'
 
 
