@@ -17,9 +17,10 @@ def infer_default_scope(cfg: Config) -> str:
     if cfg.get('default_scope'):
         return cfg.default_scope
     model_type = cfg.get('model', {}).get('type', '')
-    from mmseg.registry import MODELS as SEG_MODELS
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
-    if PRETRAIN_MODELS.get(model_type) is None and SEG_MODELS.get(model_type):
+    from ..segmentation import is_segmentation_model
+    if PRETRAIN_MODELS.get(model_type) is None and \
+            is_segmentation_model(model_type):
         return 'mmseg'
     return 'mmpretrain'
 

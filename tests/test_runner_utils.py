@@ -1,5 +1,11 @@
-"""`--resume auto` survives a torn `last_checkpoint` pointer."""
-from bootmae_mm.engine.runner import find_resume_checkpoint
+"""What tools/train.py and tools/test.py share (bootmae_mm.engine.runner):
+`--resume auto` survives a torn `last_checkpoint` pointer; the default scope
+follows the registry that knows the config's model."""
+from mmengine.config import Config
+
+import bootmae_mm  # noqa: F401
+from bootmae_mm.engine.runner import (find_resume_checkpoint,
+                                      infer_default_scope)
 
 
 def test_pointer_names_the_checkpoint(tmp_path):
@@ -25,3 +31,14 @@ def test_empty_or_stale_pointer_falls_back_to_the_newest_checkpoint(tmp_path):
 def test_fresh_work_dir_starts_from_scratch(tmp_path):
     assert find_resume_checkpoint(str(tmp_path)) is None
     assert find_resume_checkpoint(str(tmp_path / 'missing')) is None
+
+
+def test_default_scope_follows_the_model_registry():
+    def scope(**cfg):
+        return infer_default_scope(Config(cfg))
+
+    assert scope(model=dict(type='EncoderDecoder')) == 'mmseg'
+    assert scope(model=dict(type='BootMAE')) == 'mmpretrain'
+    assert scope(model=dict(type='ImageClassifier')) == 'mmpretrain'
+    assert scope(model=dict(type='EncoderDecoder'),
+                 default_scope='mmpretrain') == 'mmpretrain'
