@@ -81,13 +81,13 @@ train_dataloader = dict(
             pipeline=train_pipeline)))
 
 # fp32 AdamW; a short schedule wants a larger lr than the 800-epoch recipe
-max_epochs = 30
+max_epochs = 50
 warmup_epochs = 1
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(
-        type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05),
+        type='AdamW', lr=2e-3, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg=dict(
         flat_decay_mult=0.0,
         bias_decay_mult=0.0,
