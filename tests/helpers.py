@@ -4,6 +4,7 @@ way to run the tools in a subprocess.
 Import them in a test with ``from helpers import ...`` (pytest puts
 ``tests/`` on ``sys.path``).
 """
+import importlib.util
 import os
 import os.path as osp
 import socket
@@ -119,3 +120,16 @@ def run_tool(args, cwd=None, env=None, timeout=300):
     return subprocess.run(
         args, cwd=cwd or REPO_ROOT, env=full_env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def load_tool(path):
+    """Import the script at ``path`` (relative to the repository root, e.g.
+    ``tools/train.py``) as a module, to call its ``main`` in this process:
+    much faster than a subprocess for checks that fail early."""
+    name = osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(
+        f'bootmae_tool_{name}', osp.join(REPO_ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+

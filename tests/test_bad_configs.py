@@ -1,11 +1,10 @@
 """Bad pretraining configs fail through ``tools/train.py`` with an error that
 names the config key (and the file), before any training step."""
-import importlib.util
 import os.path as osp
 
 import pytest
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, load_tool
 from tiny_pretrain import write_tiny_config
 
 MASK = 'train_dataloader.dataset.dataset.pipeline.3.'
@@ -43,13 +42,6 @@ CASES = {
 }
 
 
-def _train_main():
-    spec = importlib.util.spec_from_file_location(
-        'bootmae_tools_train', osp.join(REPO_ROOT, 'tools', 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
 
 @pytest.fixture(scope='module')
 def tiny_config(tmp_path_factory):
@@ -63,7 +55,7 @@ def test_bad_config_names_the_key(case, tiny_config, tmp_path):
     options, error, key, words = CASES[case]
     work_dir = tmp_path / 'work'
     with pytest.raises(error) as err:
-        _train_main()([tiny_config, '--work-dir', str(work_dir),
+        load_tool('tools/train.py').main([tiny_config, '--work-dir', str(work_dir),
                        '--cfg-options', *options])
     msg = str(err.value)
     assert msg.startswith(key + ' in ' + tiny_config + ':'), msg
@@ -78,7 +70,7 @@ def test_missing_data_root_is_named(tmp_path):
     config = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
     missing = str(tmp_path / 'no_imagenet')
     with pytest.raises(FileNotFoundError) as err:
-        _train_main()([config, '--work-dir', str(tmp_path / 'work'),
+        load_tool('tools/train.py').main([config, '--work-dir', str(tmp_path / 'work'),
                        '--cfg-options',
                        f'train_dataloader.dataset.dataset.data_root={missing}'
                        ])

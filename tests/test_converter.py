@@ -3,7 +3,6 @@ every reference name maps and loads strictly; bad checkpoints are reported
 by name; a converted tiny reference model computes exactly what the
 reference forward computes."""
 import argparse
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -19,7 +18,7 @@ from bootmae_mm.models.reference_mapping import (ReferenceMappingError,
                                                   reference_finetune_to_vit,
                                                   reference_to_bootmae)
 from bootmae_tiny import make_data_samples
-from helpers import REPO_ROOT, run_tool
+from helpers import REPO_ROOT, load_tool, run_tool
 from reference_bootmae import (ReferenceBootMAE, reference_losses,
                                reference_sincos)
 
@@ -32,11 +31,7 @@ CONVERTER = 'tools/model_converters/bootmae_official_to_mm.py'
 def converter_main(args, capsys):
     """Run the converter's ``main`` in this process (the start-up of a
     subprocess costs more than the conversion); returns (code, output)."""
-    spec = importlib.util.spec_from_file_location(
-        'bootmae_official_to_mm', osp.join(REPO_ROOT, CONVERTER))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    code = module.main([str(a) for a in args])
+    code = load_tool(CONVERTER).main([str(a) for a in args])
     out = capsys.readouterr()
     return code, out.out + out.err
 

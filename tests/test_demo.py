@@ -1,7 +1,6 @@
 """The main job (issue 5): embedded demo data, the demo config run through
 tools/train.py (shortened), its artefacts, the reconstruction pictures and
 the two evaluation / visualization tools."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -11,18 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import REPO_ROOT, run_tool
+from helpers import REPO_ROOT, load_tool, run_tool
 
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs/demo/bootmae_vit-tiny_demo.py')
 
 
 def _tool(name):
     """Import tools/<name>.py as a module (runs in this process: faster)."""
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO_ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(f'tools/{name}.py')
 
 
 def _small_data(root):

@@ -3,7 +3,6 @@ configs, the ``BootMAEPretrained`` initializer, and the export tools
 (BOOTMAE.md sections 8 and 9), on a tiny encoder and a generated
 ImageNet-layout folder."""
 import copy
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -21,7 +20,7 @@ from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.models.checkpoint_loading import load_bootmae_encoder
 from bootmae_mm.models.reference_mapping import bootmae_to_reference
 from bootmae_tiny import TINY_ARCH, tiny_model_cfg
-from helpers import REPO_ROOT, make_image_folder
+from helpers import REPO_ROOT, load_tool, make_image_folder
 
 FT_B = 'configs/finetune/bootmae_vit-b_ft-100e_in1k.py'
 FT_L = 'configs/finetune/bootmae_vit-l_ft-50e_in1k.py'
@@ -321,11 +320,7 @@ def test_tiny_linear_probe_trains_only_the_head(pretrained, imagenet,
 
 # ------------------------------------------------------------ export
 def _tool(name):
-    path = osp.join(REPO_ROOT, 'tools', 'model_converters', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(f'tools/model_converters/{name}.py')
 
 
 @pytest.fixture(scope='module')

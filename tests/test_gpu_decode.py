@@ -1,6 +1,5 @@
 """GPU decode path on the CPU: LoadImageBytes + PackInputs +
 GPUDecodeDataPreprocessor(device cpu), and tools/benchmark_data.py."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 import bootmae_mm  # noqa: F401
+from helpers import load_tool
 from mmpretrain.registry import MODELS, TRANSFORMS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,9 +210,7 @@ def test_benchmark_data_smoke(tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_json(proc.stdout, 'cpu')
 
-    spec = importlib.util.spec_from_file_location('benchmark_data', script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('tools/benchmark_data.py')
     capsys.readouterr()
     module.main(args + ['--gpu-decode', '--device', 'cpu'])
     _check_json(capsys.readouterr().out, 'gpu_decode')

@@ -14,7 +14,7 @@ from mmengine.config import Config
 import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import safe_torch_load
 from bootmae_tiny import tiny_model_cfg
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, load_tool
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
                   'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
@@ -355,10 +355,7 @@ def test_tiny_upernet_trains_and_reports_miou(tmp_path):
     cfg_path = str(tmp_path / 'tiny_seg.py')
     cfg.dump(cfg_path)
 
-    spec = importlib.util.spec_from_file_location(
-        'train_tool', osp.join(REPO_ROOT, 'tools', 'train.py'))
-    train_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_tool)
+    train_tool = load_tool('tools/train.py')
     work_dir = str(tmp_path / 'work')
     train_tool.main([cfg_path, '--work-dir', work_dir])
 

@@ -1,12 +1,11 @@
 """tools/train.py and tools/dist_train.sh, run as a user runs them."""
 import glob
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 
-from helpers import (REPO_ROOT, free_port, make_image_folder, run_tool,
+from helpers import (free_port, load_tool, make_image_folder, run_tool,
                      tiny_cls_config, write_config)
 
 # A hook, imported by the config, that makes every rank write what it saw.
@@ -72,21 +71,13 @@ def test_dist_train_runs_two_gloo_ranks(tmp_path):
     assert osp.isfile(work_dir / 'iter_2.pth')
 
 
-def _train_main():
-    """``tools/train.py``'s ``main``, to run the quick failures in-process."""
-    spec = importlib.util.spec_from_file_location(
-        'bootmae_tools_train', osp.join(REPO_ROOT, 'tools', 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
 
 def test_wrong_model_key_is_named(tmp_path, image_folder):
     cfg = tiny_cls_config(image_folder, work_dir=tmp_path / 'work')
     cfg['model']['backbone']['archh'] = cfg['model']['backbone'].pop('arch')
     config = write_config(tmp_path / 'wrong_key.py', cfg)
     with pytest.raises(TypeError) as err:
-        _train_main()([config])
+        load_tool('tools/train.py').main([config])
     assert 'model.backbone.archh' in str(err.value)
     assert config in str(err.value)
 
@@ -96,14 +87,14 @@ def test_missing_dataset_path_is_named(tmp_path):
     cfg = tiny_cls_config(missing, work_dir=tmp_path / 'work')
     config = write_config(tmp_path / 'missing_data.py', cfg)
     with pytest.raises(FileNotFoundError) as err:
-        _train_main()([config])
+        load_tool('tools/train.py').main([config])
     assert 'train_dataloader.dataset.data_root' in str(err.value)
     assert missing in str(err.value)
     assert not osp.exists(tmp_path / 'work'), 'failed only after building'
     # the same check through --cfg-options
     other = str(tmp_path / 'elsewhere')
     with pytest.raises(FileNotFoundError, match='elsewhere'):
-        _train_main()([config, '--cfg-options',
+        load_tool('tools/train.py').main([config, '--cfg-options',
                        f'train_dataloader.dataset.data_root={other}'])
 
 
@@ -128,3 +119,28 @@ def test_train_resume_auto_continues_from_last_checkpoint(
     assert osp.isfile(work_dir / 'iter_4.pth')
     assert (work_dir / 'last_checkpoint').read_text().strip().endswith(
         'iter_4.pth')
+
+
+def test_test_tool_evaluates_a_trained_checkpoint(tmp_path, image_folder):
+    work_dir = tmp_path / 'work'
+    test_loader = dict(
+        batch_size=4, num_workers=0,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(type='CustomDataset', data_root=str(image_folder),
+                     pipeline=[dict(type='LoadImageFromFile'),
+                               dict(type='PackInputs')]))
+    config = write_config(
+        tmp_path / 'tiny_test.py',
+        tiny_cls_config(image_folder, work_dir=work_dir, max_iters=2,
+                        test_dataloader=test_loader,
+                        test_cfg=dict(type='TestLoop'),
+                        test_evaluator=dict(type='Accuracy', topk=(1, ))))
+    trained = run_tool(['tools/train.py', config])
+    assert trained.returncode == 0, trained.stdout[-5000:]
+
+    tested = run_tool(['tools/test.py', config, str(work_dir / 'iter_2.pth'),
+                       '--work-dir', str(tmp_path / 'eval')])
+    assert tested.returncode == 0, tested.stdout[-5000:]
+    assert 'Load checkpoint from' in tested.stdout
+    assert 'accuracy/top1' in tested.stdout
+    assert (tmp_path / 'eval').is_dir()

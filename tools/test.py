@@ -9,13 +9,10 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401  (shims + registration)
-from bootmae_mm.engine.runner import (build_runner, check_data_paths,  # noqa
-                                      explain_config_errors,
-                                      infer_default_scope,
-                                      setup_cpu_distributed)
+from bootmae_mm.engine.runner import load_config, run  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -36,19 +33,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
+    cfg = load_config(args.config, args.cfg_options, args.launcher,
+                      args.work_dir)
     cfg.load_from = args.checkpoint
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
-    cfg.default_scope = infer_default_scope(cfg)
-    check_data_paths(cfg)
-    setup_cpu_distributed(cfg, args.launcher)
-    with explain_config_errors(cfg):
-        runner = build_runner(cfg)
-        runner.test()
+    run(cfg, 'test')
 
 
 if __name__ == '__main__':

@@ -13,11 +13,8 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 from mmengine.config import Config, DictAction  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401  (shims + registration)
-from bootmae_mm.engine.runner import (build_runner, check_data_paths,  # noqa
-                                      find_resume_checkpoint,
-                                      explain_config_errors,
-                                      infer_default_scope,
-                                      setup_cpu_distributed)
+from bootmae_mm.engine.runner import (find_resume_checkpoint,  # noqa: E402
+                                      load_config, run)
 
 
 def parse_args(argv=None):
@@ -46,12 +43,6 @@ def parse_args(argv=None):
 
 
 def merge_args(cfg: Config, args) -> Config:
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if optim_wrapper == 'OptimWrapper':
@@ -66,21 +57,14 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.default_scope = infer_default_scope(cfg)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg = merge_args(cfg, args)
-    check_data_paths(cfg)
-    setup_cpu_distributed(cfg, args.launcher)
-    with explain_config_errors(cfg):
-        runner = build_runner(cfg)
-        runner.train()
+    cfg = load_config(args.config, args.cfg_options, args.launcher,
+                      args.work_dir)
+    run(merge_args(cfg, args), 'train')
 
 
 if __name__ == '__main__':

@@ -165,3 +165,29 @@ def find_resume_checkpoint(work_dir: str):
         if match:
             found.append((int(match.group(2)), osp.join(work_dir, name)))
     return max(found)[1] if found else None
+
+
+def load_config(config: str, cfg_options=None, launcher: str = 'none',
+                work_dir=None) -> Config:
+    """The config file with ``--cfg-options`` merged, the launcher set and
+    the work dir resolved (``--work-dir``, the config's, or
+    ``work_dirs/<config name>``), as both tools start."""
+    cfg = Config.fromfile(config)
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def run(cfg: Config, method: str) -> None:
+    """Check the data paths, set up CPU distribution, build the runner and
+    call ``runner.<method>()`` ('train' or 'test'), with config errors
+    reported by key."""
+    cfg.default_scope = infer_default_scope(cfg)
+    check_data_paths(cfg)
+    setup_cpu_distributed(cfg, cfg.launcher)
+    with explain_config_errors(cfg):
+        getattr(build_runner(cfg), method)()
+
