@@ -314,6 +314,11 @@ def test_tiny_linear_probe_trains_only_the_head(pretrained, imagenet,
     assert torch.equal(model.backbone.ln2.weight, torch.ones(64))
     head_after = model.head.state_dict()
     assert not torch.equal(head_before['fc.weight'], head_after['fc.weight'])
+    # MAE's LARS: the trust ratio scales the weight's step, not the bias's
+    groups = {id(p): g for g in runner.optim_wrapper.optimizer.param_groups
+              for p in g['params']}
+    assert groups[id(model.head.fc.bias)].get('lars_exclude') is True
+    assert not groups[id(model.head.fc.weight)].get('lars_exclude', False)
     metrics = runner.test()
     assert 0 <= metrics['accuracy/top1'] <= 100
 

@@ -7,6 +7,7 @@ same weights, images and masks: same losses (1e-5 relative), same gradients,
 same parameters and momentum target afterwards.
 """
 import copy
+import json
 import os.path as osp
 
 import pytest
@@ -206,6 +207,11 @@ def test_every_switch_is_in_the_config_and_can_be_turned_off():
     assert cfg.optim_wrapper.optimizer.fused is True
     assert cfg.model.compile is False
     assert cfg.model.backbone.with_cp is False
+    assert cfg.train_dataloader.pin_memory is True
+    for non_blocking in (True, False):  # the config's value, then off
+        preprocessor = MODELS.build(cfg.model.data_preprocessor)
+        assert preprocessor._non_blocking is non_blocking
+        cfg.model.data_preprocessor.non_blocking = False
 
     model = MODELS.build(_model_cfg(with_cp=False, compile=False))
     assert model.compile_cfg is None and not model.backbone.with_cp
@@ -230,3 +236,28 @@ def test_feature_weight_is_made_on_the_device_of_the_images():
     losses = model(**data, mode='loss')
     assert losses['feature_weight'].device == data['inputs'].device
     assert float(losses['feature_weight']) == 0.25
+
+
+def test_benchmark_pretrain_prints_one_json_line(capsys):
+    """tools/benchmark_pretrain.py times the config's real step (here a
+    DeiT-tiny-sized encoder on the ViT-B config's 224 px images and masks)
+    and takes ``--cfg-options`` like tools/train.py."""
+    from helpers import load_tool
+    module = load_tool('tools/benchmark_pretrain.py')
+    capsys.readouterr()
+    module.main([CONFIG, '--arch', 'deit-t', '--device', 'cpu',
+                 '--batch-size', '2', '--steps', '2', '--warmup', '1',
+                 '--cfg-options', 'optim_wrapper.optimizer.fused=False'])
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith('{')]
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result['arch'] == 'deit-t' and result['batch'] == 2
+    assert result['fused_optim'] is False  # the override reached the step
+    assert result['img_per_s'] > 0 and result['img_per_s_pipelined'] > 0
+    assert result['step_ms_min'] <= result['step_ms_median']
+    # a 192-wide, 12-block encoder on 49 of 196 patches plus the momentum
+    # encoder on all 196 and two decoders: a few GFLOP, far less than ViT-B
+    assert 0.5 < result['gflop_per_img'] < 20
+    assert 0 < result['fraction_of_ceiling'] < 2
+    assert torch.isfinite(torch.tensor(result['loss']))

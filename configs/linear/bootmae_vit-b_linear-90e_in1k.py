@@ -36,7 +36,11 @@ optim_wrapper = dict(
         type='LARS',
         lr=0.1 * total_batch_size / 256,
         weight_decay=0.0,
-        momentum=0.9))
+        momentum=0.9),
+    # as MAE's LARS: 1-D tensors (the head's bias) take plain SGD steps,
+    # without the trust ratio and without weight decay
+    paramwise_cfg=dict(
+        custom_keys={'.bias': dict(decay_mult=0.0, lars_exclude=True)}))
 
 # 10 linear warm-up epochs, then cosine to 0, per iteration
 param_scheduler = [

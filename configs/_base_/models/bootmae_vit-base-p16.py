@@ -6,7 +6,10 @@ model = dict(
         type='SelfSupDataPreprocessor',
         mean=[127.5, 127.5, 127.5],  # (0.5, 0.5, 0.5) on [0, 1]
         std=[127.5, 127.5, 127.5],
-        to_rgb=True),
+        to_rgb=True,
+        # asynchronous host-to-device copies of the pinned batches: the host
+        # queues the step without waiting for the copy
+        non_blocking=True),
     # with_cp=True: activation checkpointing (less memory, ViT-L/H)
     backbone=dict(
         type='BootMAEViT', arch='b', img_size=224, patch_size=16,
