@@ -107,14 +107,19 @@ def _compare(plain_run, fast_run):
         for name in p_grads:
             _assert_close(f_grads[name], p_grads[name], f'grad of {name}',
                           rtol=1e-4)
-    # parameters and momentum target after 2 steps. Adam divides by the
-    # gradient's own size, so where the true gradient is zero (the key bias:
-    # softmax ignores it) rounding noise becomes an update of ~1 % of lr that
-    # fused and per-tensor AdamW round differently; 1e-4 is 10 % of lr
+    # parameters and momentum target after 2 steps. The key bias has a zero
+    # true gradient (softmax ignores a shift of the logits), and Adam divides
+    # by the gradient's own size: its rounding noise becomes an update of up
+    # to ~lr that two correct implementations round differently. So the key
+    # third of every qkv bias is left out; the rest agrees to 1e-5 / 1e-4.
     assert plain_state.keys() == fast_state.keys()
     for name in plain_state:
-        torch.testing.assert_close(fast_state[name], plain_state[name],
-                                   rtol=1e-5, atol=1e-4,
+        fast, plain = fast_state[name], plain_state[name]
+        if name.endswith('attn.qkv.bias'):
+            fast, plain = (torch.cat([t[:t.numel() // 3],
+                                      t[2 * t.numel() // 3:]])
+                           for t in (fast, plain))
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-4,
                                    msg=lambda m, n=name: f'{n}: {m}')
 
 
@@ -131,13 +136,15 @@ def test_optimized_step_equals_plain_eager_step(with_cp):
     _compare(plain_run, _run(fast, fast_wrapper, batches))
 
 
-def test_compiled_step_equals_plain_eager_step():
+@pytest.mark.parametrize('backend', ['aot_eager', 'inductor'])
+def test_compiled_step_equals_plain_eager_step(backend):
     """The compiled tensor part is one graph (``fullgraph``: no graph break,
     so no host sync inside) and computes what the eager step computes.
-    ``aot_eager`` traces forward and backward as inductor does, without
-    generating C++ (slow on this CPU); GPUs use the default inductor."""
+    ``aot_eager`` traces forward and backward; ``inductor`` (the default
+    backend, what ``model.compile=True`` uses) also generates the kernels:
+    C++ here (about 100 s on two cores, then cached), Triton on GPUs."""
     plain, fast = _build_pair(
-        compile=dict(backend='aot_eager', fullgraph=True, dynamic=False))
+        compile=dict(backend=backend, fullgraph=True, dynamic=False))
     batches = _batches()
     plain_run = _run(plain, build_optim_wrapper(plain, _optim_cfg(False)),
                      batches, fused_momentum=False)
