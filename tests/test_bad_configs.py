@@ -78,3 +78,23 @@ def test_missing_data_root_is_named(tmp_path):
     assert msg.startswith('train_dataloader.dataset.dataset.data_root: '
                           f'dataset folder "{missing}" does not exist'), msg
     assert not osp.exists(tmp_path / 'work')
+
+
+def test_test_tool_checks_only_the_test_data(tmp_path):
+    """Evaluating needs the test set only: a missing training folder does
+    not stop tools/test.py, a missing test folder does (named)."""
+    from bootmae_mm.engine.runner import check_data_paths
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'linear',
+                                   'bootmae_vit-b_linear-90e_in1k.py'))
+    present = str(tmp_path)
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / 'no_train')
+    cfg.val_dataloader.dataset.data_root = present
+    cfg.test_dataloader.dataset.data_root = present
+    check_data_paths(cfg, 'test')
+    with pytest.raises(FileNotFoundError, match='train_dataloader'):
+        check_data_paths(cfg, 'train')
+    cfg.test_dataloader.dataset.data_root = str(tmp_path / 'no_test')
+    with pytest.raises(FileNotFoundError,
+                       match='test_dataloader.dataset.data_root'):
+        check_data_paths(cfg, 'test')

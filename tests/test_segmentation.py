@@ -40,6 +40,7 @@ def tiny_model_overrides(model, img_size=32, checkpoint=None):
                           out_indices=(0, 1, 2, 3))
     model.backbone.init_cfg.checkpoint = checkpoint
     model.data_preprocessor.size = (img_size, img_size)
+    model.data_preprocessor.test_cfg.size = (img_size, img_size)
     model.neck.embed_dim = 64
     model.decode_head.update(in_channels=[64] * 4, channels=16)
     model.auxiliary_head.update(in_channels=64, channels=8)
@@ -214,6 +215,17 @@ def test_other_arch_is_refused_with_keys_listed(tmp_path):
         tiny_backbone(checkpoint=tmp_path / 'foo.pth')
 
 
+def test_other_input_size_is_refused_with_the_fix_named():
+    """The relative position tables hold one grid: another input size
+    fails at once, naming the setting that pads test images."""
+    backbone = tiny_backbone(img_size=32)
+    assert [f.shape for f in backbone(torch.zeros(1, 3, 32, 32))] == [
+        (1, 64, 4, 4)] * 2
+    with pytest.raises(ValueError, match=r'takes 32 x 32 inputs.*got 24 x 32'
+                       r'.*data_preprocessor.test_cfg'):
+        backbone(torch.zeros(1, 3, 24, 32))
+
+
 def test_checkpoint_key_must_be_set():
     from mmseg.registry import MODELS
     backbone = MODELS.build(dict(
@@ -375,3 +387,24 @@ def test_tiny_upernet_trains_and_reports_miou(tmp_path):
     torch.testing.assert_close(
         trained.layers[0].attn.qkv.weight,
         state['state_dict']['backbone.layers.0.attn.qkv.weight'])
+
+    # the multi-scale + flip test config (SegTTAModel) on that checkpoint,
+    # through tools/test.py; two scales instead of six keep it short
+    ms = Config.fromfile(CONFIG_MS)
+    tiny_model_overrides(ms.model.module, img_size=64)
+    # mmengine gives the wrapper's module the top-level data_preprocessor
+    ms.data_preprocessor = ms.model.module.data_preprocessor
+    resize, flips, *rest = ms.tta_pipeline[1].transforms
+    assert len(resize) == 6 and len(flips) == 2
+    ms.tta_pipeline[1].transforms[0] = [
+        dict(type='Resize', scale=(int(256 * r), int(64 * r)),
+             keep_ratio=True) for r in (0.75, 1.0)]
+    ms.test_dataloader.update(num_workers=0, persistent_workers=False)
+    ms.test_dataloader.dataset.update(data_root=data_root,
+                                      pipeline=ms.tta_pipeline)
+    ms_path = str(tmp_path / 'tiny_seg_ms.py')
+    ms.dump(ms_path)
+    metrics = load_tool('tools/test.py').main(
+        [ms_path, osp.join(work_dir, 'iter_4.pth'),
+         '--work-dir', str(tmp_path / 'ms')])
+    assert 0.0 <= metrics['mIoU'] <= 100.0

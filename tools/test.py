@@ -36,7 +36,7 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options, args.launcher,
                       args.work_dir)
     cfg.load_from = args.checkpoint
-    run(cfg, 'test')
+    return run(cfg, 'test')  # the metrics
 
 
 if __name__ == '__main__':

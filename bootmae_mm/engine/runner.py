@@ -9,7 +9,9 @@ from contextlib import contextmanager
 import torch
 from mmengine.config import Config
 
-_DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+# the data loaders that each Runner method builds
+_DATALOADERS = dict(train=('train_dataloader', 'val_dataloader'),
+                    test=('test_dataloader', ))
 
 
 def infer_default_scope(cfg: Config) -> str:
@@ -25,10 +27,11 @@ def infer_default_scope(cfg: Config) -> str:
     return 'mmpretrain'
 
 
-def check_data_paths(cfg: Config) -> None:
-    """Fail before building anything when a dataset root is missing, naming
-    the config key and the path."""
-    for loader_key in _DATALOADERS:
+def check_data_paths(cfg: Config, method: str = 'train') -> None:
+    """Fail before building anything when a dataset root that ``method``
+    ('train' or 'test') reads is missing, naming the config key and the
+    path. Testing needs no training data and vice versa."""
+    for loader_key in _DATALOADERS[method]:
         loader = cfg.get(loader_key)
         if not loader:
             continue
@@ -181,13 +184,14 @@ def load_config(config: str, cfg_options=None, launcher: str = 'none',
     return cfg
 
 
-def run(cfg: Config, method: str) -> None:
+def run(cfg: Config, method: str):
     """Check the data paths, set up CPU distribution, build the runner and
     call ``runner.<method>()`` ('train' or 'test'), with config errors
-    reported by key."""
+    reported by key. Returns what the method returns (the trained model or
+    the test metrics)."""
     cfg.default_scope = infer_default_scope(cfg)
-    check_data_paths(cfg)
+    check_data_paths(cfg, method)
     setup_cpu_distributed(cfg, cfg.launcher)
     with explain_config_errors(cfg):
-        getattr(build_runner(cfg), method)()
+        return getattr(build_runner(cfg), method)()
 

@@ -82,6 +82,21 @@ class BootMAEViTSeg(BEiTViT):
             raise ValueError(f'out_indices {bad} are outside the '
                              f'{self.num_layers} blocks of the encoder.')
         self.pos_embed.requires_grad = False  # fixed sin-cos
+        self.img_size = tuple(self.patch_embed.init_input_size)
+
+    def forward(self, x: torch.Tensor):
+        # the relative position tables hold one grid: other input sizes
+        # would fail deep inside the attention with a bare shape error
+        if tuple(x.shape[-2:]) != self.img_size:
+            raise ValueError(
+                f'BootMAEViTSeg takes {self.img_size[0]} x {self.img_size[1]} '
+                f'inputs (model.backbone.img_size: its relative position '
+                f'tables are made for that grid), got {x.shape[-2]} x '
+                f'{x.shape[-1]}. Test with slide inference whose '
+                'model.test_cfg.crop_size is img_size, and pad smaller '
+                'images up to it with model.data_preprocessor.test_cfg='
+                'dict(size=img_size).')
+        return super().forward(x)
 
     def init_weights(self) -> None:
         pretrained = self.init_cfg if isinstance(self.init_cfg, dict) and \

@@ -13,7 +13,13 @@ default_scope = 'mmseg'
 custom_imports = dict(imports=['bootmae_mm'], allow_failed_imports=False)
 
 crop_size = (512, 512)
-model = dict(data_preprocessor=dict(size=crop_size))
+# the encoder takes crop_size inputs only (its relative position tables are
+# made for that grid): test images with a side under 512 (all of them at the
+# small scales of the multi-scale test) are padded up to it; the padding is
+# cut off the prediction again before the metric. The top-level variable is
+# the one mmengine hands to a test-time-augmentation wrapper (the _ms config)
+data_preprocessor = dict(size=crop_size, test_cfg=dict(size=crop_size))
+model = dict(data_preprocessor=data_preprocessor)
 
 # AdamW + layer-wise lr decay 0.65 (mmseg's constructor: the scale of a
 # parameter in block i is 0.65 ** (num_layers - i); embeddings get
