@@ -2,6 +2,7 @@
 import glob
 import json
 import os.path as osp
+import re
 
 import pytest
 
@@ -142,5 +143,14 @@ def test_test_tool_evaluates_a_trained_checkpoint(tmp_path, image_folder):
                        '--work-dir', str(tmp_path / 'eval')])
     assert tested.returncode == 0, tested.stdout[-5000:]
     assert 'Load checkpoint from' in tested.stdout
-    assert 'accuracy/top1' in tested.stdout
     assert (tmp_path / 'eval').is_dir()
+    single = re.findall(r'accuracy/top1: ([\d.]+)', tested.stdout)
+    assert len(single) == 1, tested.stdout[-3000:]
+
+    # two gloo ranks split the test set and gather one result
+    dist = run_tool(['tools/dist_test.sh', config, str(work_dir / 'iter_2.pth'),
+                     '2', '--work-dir', str(tmp_path / 'eval2')],
+                    env=dict(PORT=str(free_port())))
+    assert dist.returncode == 0, dist.stdout[-5000:]
+    assert 'Distributed launcher: pytorch' in dist.stdout
+    assert re.findall(r'accuracy/top1: ([\d.]+)', dist.stdout) == single
