@@ -28,7 +28,9 @@ optim_wrapper = dict(
         }))
 
 strategy = dict(
-    type='FSDPStrategy',
+    # mmengine's FSDPStrategy, with each checkpoint renamed into place only
+    # once complete (its own save ignores the atomic checkpoint backend)
+    type='AtomicFSDPStrategy',
     model_wrapper=dict(
         # one FSDP unit per encoder block (12.6 M parameters in ViT-L) and
         # per decoder block; the rest (patch embedding, tokens, norms,

@@ -63,6 +63,38 @@ def test_crash_before_rename_keeps_previous(tmp_path, monkeypatch):
     assert glob.glob(str(tmp_path / '.*.tmp')) == []
 
 
+def test_fsdp_checkpoint_is_renamed_into_place_when_complete(
+        tmp_path, monkeypatch):
+    """AtomicFSDPStrategy around mmengine's FSDP save (replaced here by a
+    writer that is killed half-way, then by one that completes; the real
+    save runs in tests/test_distributed.py): the previous checkpoint
+    survives the kill, the complete one replaces it."""
+    from mmengine._strategy import FSDPStrategy
+    from bootmae_mm.engine.atomic_fsdp_strategy import AtomicFSDPStrategy
+    target = tmp_path / 'iter_4.pth'
+    target.write_bytes(b'previous complete checkpoint')
+
+    def killed_half_way(self, filename, **kwargs):
+        with open(filename, 'wb') as f:
+            f.write(b'half')
+        raise KeyboardInterrupt
+
+    def complete(self, filename, **kwargs):
+        with open(filename, 'wb') as f:
+            f.write(b'new checkpoint')
+
+    monkeypatch.setattr(FSDPStrategy, '_is_full_state_dict', lambda _: True)
+    strategy = AtomicFSDPStrategy.__new__(AtomicFSDPStrategy)
+    monkeypatch.setattr(FSDPStrategy, 'save_checkpoint', killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        strategy.save_checkpoint(str(target), save_optimizer=True)
+    assert target.read_bytes() == b'previous complete checkpoint'
+    monkeypatch.setattr(FSDPStrategy, 'save_checkpoint', complete)
+    strategy.save_checkpoint(str(target), save_optimizer=True)
+    assert target.read_bytes() == b'new checkpoint'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['iter_4.pth']
+
+
 def test_remove_defers_pointed_checkpoint(tmp_path):
     ckpts = [tmp_path / f'iter_{i}.pth' for i in (1, 2)]
     for c in ckpts:

@@ -115,6 +115,10 @@ def _run(tmp_path, env, name, ranks, strategy=''):
     assert iters[-1] == ITERS, out[-3000:]
     probes = [torch.load(work_dir / f'probe_rank{r}.pth', weights_only=False)
               for r in range(ranks)]
+    # every checkpoint was renamed into place (FSDP too): no partial files
+    assert not list(work_dir.glob('.*.tmp'))
+    assert (work_dir / 'last_checkpoint').read_text().strip() == str(
+        work_dir / f'iter_{ITERS}.pth')
     return probes, load(work_dir / f'iter_{ITERS}.pth')
 
 
@@ -223,7 +227,7 @@ def test_fsdp_configs_build(name, arch, grid, masked, dims):
 
     from bootmae_mm.engine.fsdp_wrap_policy import bootmae_block_wrap_policy
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', name))
-    assert cfg.strategy.type == 'FSDPStrategy'
+    assert cfg.strategy.type == 'AtomicFSDPStrategy'
     assert cfg.strategy.model_wrapper.use_orig_params is True
     assert cfg.strategy.model_wrapper.auto_wrap_policy == \
         'bootmae_block_wrap_policy'

@@ -1,3 +1,4 @@
 from . import hooks  # noqa: F401
 from . import atomic_backend  # noqa: F401
+from . import atomic_fsdp_strategy  # noqa: F401
 from . import fsdp_wrap_policy  # noqa: F401
