@@ -96,8 +96,12 @@ def safe_checkpoint_globals() -> list:
     dtype_classes = [type(np.dtype(t)) for t in (
         np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
         np.float16, np.float32, np.float64, np.str_)]
+    # numpy 1.x pickled these as numpy.core.multiarray.*: checkpoints saved
+    # before numpy 2 (most published ones) name them so
+    numpy1_names = [(fn, f'numpy.core.multiarray.{fn.__name__}')
+                    for fn in (multiarray._reconstruct, multiarray.scalar)]
     return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct,
-            multiarray.scalar, *dtype_classes,
+            multiarray.scalar, *dtype_classes, *numpy1_names,
             (_history_buffer_getattr, 'builtins.getattr')]
 
 

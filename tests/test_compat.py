@@ -206,9 +206,27 @@ def test_getattr_is_served_only_for_history_buffer_statistics(tmp_path):
         safe_torch_load(ckpt)
 
 
-def test_stock_mmengine_message_hub_checkpoint_loads(tmp_path, monkeypatch):
+def _as_saved_under_numpy_1(ckpt):
+    """Rewrite a checkpoint as numpy 1.x pickles arrays and scalars: by
+    ``numpy.core.multiarray`` (numpy 2: ``numpy._core.multiarray``)."""
+    import zipfile
+    with zipfile.ZipFile(ckpt) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    pkl = next(n for n in files if n.endswith('data.pkl'))
+    assert b'numpy._core.multiarray' in files[pkl]
+    files[pkl] = files[pkl].replace(b'numpy._core.multiarray',
+                                    b'numpy.core.multiarray')
+    with zipfile.ZipFile(ckpt, 'w') as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+
+
+@pytest.mark.parametrize('numpy_major', [2, 1])
+def test_stock_mmengine_message_hub_checkpoint_loads(tmp_path, monkeypatch,
+                                                     numpy_major):
     """Checkpoints saved by mmengine without our shim pickle HistoryBuffer's
-    statistics methods by reference; they must still load."""
+    statistics methods by reference; they must still load, also when numpy
+    1.x wrote them (its module names)."""
     from mmengine.logging import MessageHub
     from mmengine.logging.history_buffer import HistoryBuffer
 
@@ -225,6 +243,8 @@ def test_stock_mmengine_message_hub_checkpoint_loads(tmp_path, monkeypatch):
     torch.save(dict(message_hub=hub.state_dict(), meta=dict(
         seed=np.int64(3), acc=np.float32(0.25))), ckpt)
     monkeypatch.undo()
+    if numpy_major == 1:
+        _as_saved_under_numpy_1(ckpt)
 
     loaded = safe_torch_load(ckpt)
     restored = MessageHub.get_instance('stock_hub_test_restored')
