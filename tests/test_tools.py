@@ -1,8 +1,11 @@
-"""tools/train.py and tools/dist_train.sh, run as a user runs them."""
+"""tools/train.py, test.py, dist_train.sh, dist_test.sh and slurm_train.sh,
+run as a user runs them."""
 import glob
 import json
+import os
 import os.path as osp
 import re
+import sys
 
 import pytest
 
@@ -40,7 +43,43 @@ class RankProbeHook(Hook):
 '''
 
 
-def test_dist_train_runs_two_gloo_ranks(tmp_path):
+# Slurm's srun and scontrol on one machine: srun starts --ntasks copies of
+# the command with the SLURM_* variables a job step sets
+_FAKE_SRUN = """#!/usr/bin/env bash
+ntasks=1
+while [[ $1 == -* ]]; do
+    case $1 in --ntasks=*) ntasks=${1#--ntasks=} ;; -p) shift ;; esac
+    shift
+done
+[[ $1 == python ]] && { shift; set -- PYTHON "$@"; }
+pids=()
+for ((i = 0; i < ntasks; i++)); do
+    SLURM_PROCID=$i SLURM_LOCALID=$i SLURM_NTASKS=$ntasks \\
+        SLURM_NODELIST=node0 "$@" &
+    pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+exit $rc
+"""
+_FAKE_SCONTROL = """#!/usr/bin/env bash
+echo 127.0.0.1  # show hostname NODELIST: the first node
+"""
+
+
+def _fake_slurm(bin_dir):
+    bin_dir.mkdir()
+    for name, text in (('srun', _FAKE_SRUN.replace('PYTHON', sys.executable)),
+                       ('scontrol', _FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return f'{bin_dir}{os.pathsep}{os.environ["PATH"]}'
+
+
+@pytest.mark.parametrize('launcher', ['dist_train', 'slurm_train'])
+def test_train_runs_two_gloo_ranks(tmp_path, launcher):
+    """tools/dist_train.sh (torchrun) and tools/slurm_train.sh (through a
+    stand-in srun: no Slurm here) start two real training processes."""
     (tmp_path / 'rank_probe.py').write_text(_RANK_PROBE)
     data_root = make_image_folder(tmp_path / 'data')
     work_dir = tmp_path / 'work'
@@ -49,9 +88,15 @@ def test_dist_train_runs_two_gloo_ranks(tmp_path):
     cfg['custom_imports']['imports'].append('rank_probe')
     config = write_config(tmp_path / 'tiny_dist.py', cfg)
 
-    out = run_tool(['tools/dist_train.sh', config, '2'],
-                   env=dict(PORT=str(free_port()),
-                            PYTHONPATH=str(tmp_path)))
+    env = dict(PYTHONPATH=str(tmp_path))
+    if launcher == 'dist_train':
+        args = ['tools/dist_train.sh', config, '2']
+        env['PORT'] = str(free_port())
+    else:
+        args = ['tools/slurm_train.sh', 'cpu', 'tiny', config, str(work_dir)]
+        env.update(GPUS='2', GPUS_PER_NODE='2', MASTER_PORT=str(free_port()),
+                   PATH=_fake_slurm(tmp_path / 'bin'))
+    out = run_tool(args, env=env)
     assert out.returncode == 0, out.stdout[-5000:]
 
     ranks = [json.loads((work_dir / f'rank{r}.json').read_text())

@@ -4,6 +4,7 @@ configs alike."""
 import os
 import os.path as osp
 import re
+import subprocess
 from contextlib import contextmanager
 
 import torch
@@ -53,10 +54,16 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     if launcher == 'none' or torch.cuda.is_available():
         return
     import torch.distributed as dist
-    if launcher == 'slurm':
+    if launcher == 'slurm':  # the variables mmengine's slurm set-up makes
         os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
         os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
         os.environ.setdefault('LOCAL_RANK', os.environ['SLURM_LOCALID'])
+        os.environ.setdefault('MASTER_PORT', '29500')
+        if 'MASTER_ADDR' not in os.environ:  # the job's first node
+            os.environ['MASTER_ADDR'] = subprocess.run(
+                ['scontrol', 'show', 'hostname',
+                 os.environ['SLURM_NODELIST']], capture_output=True,
+                text=True, check=True).stdout.split()[0]
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = \
