@@ -193,8 +193,9 @@ def test_test_tool_evaluates_a_trained_checkpoint(tmp_path, image_folder):
     assert len(single) == 1, tested.stdout[-3000:]
 
     # two gloo ranks split the test set and gather one result
-    dist = run_tool(['tools/dist_test.sh', config, str(work_dir / 'iter_2.pth'),
-                     '2', '--work-dir', str(tmp_path / 'eval2')],
+    dist = run_tool(['tools/dist_test.sh', config,
+                     str(work_dir / 'iter_2.pth'), '2',
+                     '--work-dir', str(tmp_path / 'eval2')],
                     env=dict(PORT=str(free_port())))
     assert dist.returncode == 0, dist.stdout[-5000:]
     assert 'Distributed launcher: pytorch' in dist.stdout

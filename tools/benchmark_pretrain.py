@@ -14,8 +14,9 @@ Printed: one JSON line with img/s (batch / median step time over ``--steps``
 steps after ``--warmup``; ``torch.cuda.synchronize()`` around each step on
 GPU), the median step time, ``img_per_s_pipelined`` (another ``--steps``
 steps back to back with one synchronization at the end, as a training loop
-runs when the host queues work ahead of the GPU), peak memory (``torch.cuda.max_memory_allocated``
-on GPU; the process's max RSS on CPU), GFLOP per image per step counted with
+runs when the host queues work ahead of the GPU), peak memory
+(``torch.cuda.max_memory_allocated`` on GPU; the process's max RSS on CPU),
+GFLOP per image per step counted with
 ``torch.utils.flop_counter.FlopCounterMode`` over one whole eager step,
 achieved TFLOP/s, the fraction of a measured matrix-product ceiling (bf16
 8192^3 on GPU, fp32 2048^3 on CPU), device, torch version, git commit, dtype,

@@ -21,8 +21,9 @@ class AtomicFSDPStrategy(FSDPStrategy):
     """:class:`mmengine._strategy.FSDPStrategy` whose full-state-dict
     checkpoints are written as the ``atomic_local`` backend writes: to a
     hidden temporary file beside the target (``.NAME.fsdp.tmp``), fsync'ed,
-    then renamed over the target by rank 0. The ``last_checkpoint`` pointer is written after
-    ``save_checkpoint`` returns, so it never names an incomplete file.
+    then renamed over the target by rank 0. The ``last_checkpoint`` pointer
+    is written after ``save_checkpoint`` returns, so it never names an
+    incomplete file.
     Sharded state dicts (one file per rank in a folder) are saved as
     mmengine saves them.
 
