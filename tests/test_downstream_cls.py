@@ -348,6 +348,31 @@ def _ours(src, source, **kwargs):
     return ours
 
 
+def test_mmpretrain_inferencers_take_our_config(pretrained, finetuned,
+                                                tmp_path):
+    """mmpretrain's own ImageClassificationInferencer and FeatureExtractor
+    run a fine-tuned BootMAE classifier from its config and checkpoint."""
+    import numpy as np
+    from mmpretrain import FeatureExtractor, ImageClassificationInferencer
+    cfg = tiny_config(FT_B, pretrained[0])
+    cfg.model.backbone.init_cfg = None  # the weights come from the checkpoint
+    cfg_path = str(tmp_path / 'finetuned_cfg.py')
+    cfg.dump(cfg_path)
+    img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), np.uint8)
+
+    inferencer = ImageClassificationInferencer(
+        model=cfg_path, pretrained=finetuned, device='cpu')
+    saved = safe_torch_load(finetuned)['state_dict']
+    assert torch.equal(inferencer.model.head.fc.weight,
+                       saved['head.fc.weight'])
+    result = inferencer(img)[0]
+    assert 0 <= result['pred_label'] < len(CLASSES)
+    assert result['pred_scores'].shape == (len(CLASSES), )
+    features = FeatureExtractor(model=cfg_path, pretrained=finetuned,
+                                device='cpu')(img)[0]
+    assert [f.shape for f in features] == [(64, )]
+
+
 @pytest.mark.parametrize('which,source', [('pretrained', 'online'),
                                           ('pretrained', 'target'),
                                           ('finetuned', 'online')])
