@@ -226,6 +226,37 @@ def test_other_input_size_is_refused_with_the_fix_named():
         backbone(torch.zeros(1, 3, 24, 32))
 
 
+def test_mmseg_inference_apis_take_our_config(tmp_path):
+    """mmseg's init_model / inference_model and MMSegInferencer run the
+    config on a picture whose resized height is under the window (padded
+    up to it; the prediction comes back at the picture's own size)."""
+    from mmseg.apis import MMSegInferencer, inference_model, init_model
+    ckpt = tmp_path / 'bootmae.pth'
+    save_bootmae_checkpoint(ckpt)
+    cfg = Config.fromfile(CONFIG)
+    tiny_model_overrides(cfg.model, img_size=64, checkpoint=str(ckpt))
+    for pipeline in (cfg.test_pipeline, cfg.test_dataloader.dataset.pipeline):
+        assert pipeline[1].type == 'Resize'
+        # keep_ratio: a 20 x 240 picture becomes 21 x 256, under the window
+        pipeline[1].scale = (256, 64)
+    # not mmseg's 'visualizer': a later Runner would reuse it (no backends)
+    cfg.visualizer.name = 'inference_api_test'
+    cfg_path = str(tmp_path / 'seg.py')
+    cfg.dump(cfg_path)
+    img = np.random.default_rng(0).integers(0, 256, (20, 240, 3), np.uint8)
+
+    result = inference_model(init_model(cfg_path, device='cpu'), img)
+    assert result.pred_sem_seg.data.shape == (1, 20, 240)
+    out = MMSegInferencer(model=cfg_path, device='cpu')(img)
+    assert out['predictions'].shape == (20, 240)
+
+    # without the padding the 21-high picture is refused, the fix named
+    cfg.model.data_preprocessor.test_cfg = None
+    cfg.dump(cfg_path)
+    with pytest.raises(ValueError, match='data_preprocessor.test_cfg'):
+        inference_model(init_model(cfg_path, device='cpu'), img)
+
+
 def test_checkpoint_key_must_be_set():
     from mmseg.registry import MODELS
     backbone = MODELS.build(dict(
