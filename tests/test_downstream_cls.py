@@ -356,6 +356,8 @@ def test_mmpretrain_inferencers_take_our_config(pretrained, finetuned,
     from mmpretrain import FeatureExtractor, ImageClassificationInferencer
     cfg = tiny_config(FT_B, pretrained[0])
     cfg.model.backbone.init_cfg = None  # the weights come from the checkpoint
+    # not 'visualizer': a later Runner in this process would reuse it
+    cfg.visualizer.name = 'inferencer_test'
     cfg_path = str(tmp_path / 'finetuned_cfg.py')
     cfg.dump(cfg_path)
     img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), np.uint8)
