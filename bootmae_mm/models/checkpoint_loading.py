@@ -28,7 +28,7 @@ arch), raises an error that names the file.
 """
 import argparse
 import logging
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -140,40 +140,65 @@ def encoder_state_dict(filename: str, source: str = 'online',
 
 
 def load_encoder_state_dict(module: torch.nn.Module, state: dict,
-                            filename: str = '<state dict>') -> dict:
+                            filename: str = '<state dict>',
+                            resizable: Optional[Callable] = None,
+                            required: Optional[Callable] = None) -> dict:
     """Load ``state`` (encoder keys, no prefix) into ``module`` non-strictly
-    and log what was used.
+    and log what was used. Nothing is loaded when an error is raised.
 
-    ``pos_embed`` of another grid is left to the module's pre-hook (resize);
-    any other key of another shape is an error that lists them all.
+    Args:
+        module (nn.Module): the backbone.
+        state (dict): encoder weights with the module's key names.
+        filename (str): named in the log and in errors.
+        resizable (callable, optional): ``(key, checkpoint_shape,
+            model_shape) -> bool``, true for a key of another shape that the
+            module's load pre-hooks resize. Defaults to ``pos_embed`` on a
+            module with ``VisionTransformer``'s pre-hook.
+        required (callable, optional): ``key -> bool``, true for a module
+            key the checkpoint must hold. Defaults to none: missing keys are
+            logged and left as initialized.
+
+    Raises:
+        ValueError: keys of other shapes (another arch?) or required keys
+            missing, all listed; or no key matched.
 
     Returns:
         dict: ``used``, ``unused`` (in the checkpoint, not in the module) and
         ``missing`` (in the module, not in the checkpoint) key lists.
     """
     own = module.state_dict()
-    resizable = ('pos_embed', ) if hasattr(module, '_prepare_pos_embed') \
-        else ()
+    if resizable is None:
+        pos_embed_hook = hasattr(module, '_prepare_pos_embed')
+
+        def resizable(key, *shapes):
+            return pos_embed_hook and key == 'pos_embed'
+
     used, unused, mismatched = [], [], []
     for k, v in state.items():
         if k not in own:
             unused.append(k)
-        elif own[k].shape == v.shape or k in resizable:
+        elif own[k].shape == v.shape or resizable(k, v.shape, own[k].shape):
             used.append(k)
         else:
             mismatched.append(f'{k}: checkpoint {tuple(v.shape)} vs model '
                               f'{tuple(own[k].shape)}')
+    missing = [k for k in own if k not in state]
+    must_have = [k for k in missing if required is not None and required(k)]
     if mismatched:
         raise ValueError(
-            f'{filename} does not fit {type(module).__name__}: '
-            f'{len(mismatched)} tensors have other shapes (another arch?):'
+            f'{filename} does not fit {type(module).__name__} (another '
+            f'arch?): {len(mismatched)} shape mismatches:'
             '\n  ' + '\n  '.join(mismatched))
     if not used:
         raise ValueError(
             f'No key of {filename} matched {type(module).__name__}. '
             f'Checkpoint keys: {sorted(state)[:8]} ...; model keys: '
             f'{sorted(own)[:8]} ...')
-    missing = [k for k in own if k not in state]
+    if must_have:
+        raise ValueError(
+            f'{filename} does not fit {type(module).__name__} (another '
+            f'arch?): {len(must_have)} keys missing from the checkpoint:'
+            '\n  ' + '\n  '.join(must_have))
     module.load_state_dict({k: state[k] for k in used}, strict=False)
     print_log(f'Loaded {len(used)} tensors from {filename} into '
               f'{type(module).__name__}.', logger='current')

@@ -5,6 +5,7 @@ from mmengine.logging import MMLogger
 from mmpretrain.models.backbones import BEiTViT
 from mmseg.registry import MODELS
 
+from ..models.checkpoint_loading import load_encoder_state_dict
 from ..models.utils import sincos_pos_embed
 from .checkpoint_adapter import load_encoder_checkpoint
 
@@ -121,48 +122,24 @@ class BootMAEViTSeg(BEiTViT):
     def load_pretrained(self, filename: str, source: str = 'online'):
         """Load encoder weights from ``filename`` (any supported format;
         ``source``: 'online' or 'target' encoder of a BootMAE checkpoint).
+        Every weight but the relative position tables must be in it.
 
         Raises:
             ValueError: no weight matched, or the checkpoint's architecture
-                differs (missing keys / shape mismatches, all listed).
+                differs (shape mismatches / missing keys, all listed).
         """
-        logger = MMLogger.get_current_instance()
         state_dict, origin = load_encoder_checkpoint(filename, source)
         state_dict = {k: v for k, v in state_dict.items()
                       if not k.endswith('relative_position_index')}
-        own = self.state_dict()
-        used = [k for k in state_dict if k in own]
-        if not used:
-            raise ValueError(
-                f'No weight of checkpoint {filename} ({origin}) matches '
-                f'{type(self).__name__}. Checkpoint keys start with '
-                f'{sorted({k.split(".")[0] for k in state_dict})}.')
-        mismatched = [
-            f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
-            f'{tuple(own[k].shape)}' for k in used
-            if state_dict[k].shape != own[k].shape and
-            not self._resizable(k, state_dict[k].shape, own[k].shape)
-        ]
-        missing = [k for k in own if k not in state_dict
-                   and not k.endswith(_REBUILT_KEYS)]
-        if mismatched or missing:
-            lines = [f'{len(mismatched)} shape mismatches:', *mismatched,
-                     f'{len(missing)} keys missing from the checkpoint:',
-                     *missing]
-            raise ValueError(
-                f'Checkpoint {filename} ({origin}) does not fit '
-                f'{type(self).__name__}(embed_dims={self.embed_dims}, '
-                f'num_layers={self.num_layers}); is it another '
-                'architecture?\n  ' + '\n  '.join(lines))
         # BEiTViT's pre-hooks resize pos_embed and relative position tables
-        self.load_state_dict(state_dict, strict=False)
-        unused = sorted(k for k in state_dict if k not in own)
-        fresh = sorted(k for k in own if k not in state_dict
-                       and k.endswith('relative_position_bias_table'))
-        logger.info(
-            f'Loaded {len(used)} encoder weights from {filename} ({origin}); '
-            f'not used: {unused or "none"}; kept at zero: {len(fresh)} '
-            'relative position bias tables.')
+        report = load_encoder_state_dict(
+            self, state_dict, f'{filename} ({origin})',
+            resizable=self._resizable,
+            required=lambda key: not key.endswith(_REBUILT_KEYS))
+        fresh = [k for k in report['missing']
+                 if k.endswith('relative_position_bias_table')]
+        MMLogger.get_current_instance().info(
+            f'{len(fresh)} relative position bias tables kept at zero.')
 
     @staticmethod
     def _resizable(key: str, src: torch.Size, dst: torch.Size) -> bool:
