@@ -21,6 +21,12 @@ def center_weighted_mask(mask: torch.Tensor) -> torch.Tensor:
     return (m + m * neighbours).flatten(1)
 
 
+def patch_weights(mask: torch.Tensor, center_weighted: bool) -> torch.Tensor:
+    """(B, h * w) loss weights: :func:`center_weighted_mask` or ``w = m``."""
+    return center_weighted_mask(mask) if center_weighted \
+        else mask.flatten(1).float()
+
+
 def weighted_masked_mse(pred: torch.Tensor, target: torch.Tensor,
                         weight: torch.Tensor,
                         mask: torch.Tensor) -> torch.Tensor:

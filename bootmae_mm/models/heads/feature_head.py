@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..losses import center_weighted_mask, weighted_masked_mse
+from ..losses import patch_weights, weighted_masked_mse
 
 
 @MODELS.register_module()
@@ -31,8 +31,7 @@ class BootMAEFeatureHead(BaseModule):
             pred, target: (B, N, D) per-patch features.
             mask: (B, h, w) patch mask, 1 = masked.
         """
-        weight = center_weighted_mask(mask) if self.weight_mask \
-            else mask.flatten(1).float()
+        weight = patch_weights(mask, self.weight_mask)
         dims = pred.shape[-1:]
         return weighted_masked_mse(
             F.layer_norm(pred.float(), dims, eps=self.eps),

@@ -2,7 +2,7 @@ import torch
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..losses import (center_weighted_mask, normalize_per_patch, patchify,
+from ..losses import (normalize_per_patch, patch_weights, patchify,
                       weighted_masked_mse)
 
 
@@ -39,8 +39,7 @@ class BootMAEPixelHead(BaseModule):
             imgs: input image (B, C, H, W).
             mask: (B, h, w) patch mask, 1 = masked.
         """
-        weight = center_weighted_mask(mask) if self.weight_mask \
-            else mask.flatten(1).float()
+        weight = patch_weights(mask, self.weight_mask)
         return weighted_masked_mse(
             patchify(pred, self.patch_size), self.construct_target(imgs),
             weight, mask)
