@@ -5,8 +5,11 @@ converter can be checked end to end against it. Written from reading the
 reference; explicit softmax attention, no sdpa, none of our modules.
 
 Only what computes predictions, targets and losses for given images and
-masks is here (no init schemes, no drop path, no layer scale).
+masks is here (no drop path, no layer scale), plus the reference's
+initialization from scratch, :func:`reference_init_`.
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -226,3 +229,39 @@ def reference_losses(pixels, features, images, feat_gt, mask, patch_size,
                      F.layer_norm(features, (D, ), eps=1e-6))**2).mean() \
         / m_up.mean()
     return rloss, ploss * feature_weight
+
+
+@torch.no_grad()
+def reference_init_(model):
+    """Initialize a :class:`ReferenceBootMAE` as the reference does before
+    pretraining from scratch, written as the reference orders it: cls token
+    normal(std 1e-6), both mask tokens BEiT's ``trunc_normal_`` (std 0.02,
+    cut at one std), then every module: Linear xavier-uniform with zero
+    bias, LayerNorm 1 / 0; then the fused qkv weights redrawn per part
+    (MoCo v3's rule: bound sqrt(6 / (out / 3 + in))), and the patch
+    embedding conv xavier-uniform on its (D, C * p * p) view, zero bias.
+    The transposed conv of the pixel head keeps PyTorch's default; the
+    q / v biases are the zeros they are built with."""
+    nn.init.normal_(model.cls_token, std=1e-6)
+    for token in (model.mask_token, model.mask_token_1):
+        nn.init.trunc_normal_(token, std=.02, a=-.02, b=.02)
+
+    def init_module(m):
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.constant_(m.weight, 1.0)
+            nn.init.constant_(m.bias, 0)
+
+    model.apply(init_module)
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear) and name.endswith('.qkv'):
+            bound = math.sqrt(6. / (m.weight.shape[0] // 3 +
+                                    m.weight.shape[1]))
+            nn.init.uniform_(m.weight, -bound, bound)
+    conv = model.patch_embed.proj
+    nn.init.xavier_uniform_(conv.weight.view(conv.weight.shape[0], -1))
+    nn.init.zeros_(conv.bias)
+    return model

@@ -170,6 +170,44 @@ def test_full_size_configs_match_the_recipe():
     assert len(probe.layers) == 18 and probe.embed_dims == 1024
 
 
+@pytest.mark.parametrize('path,blr', [(LIN_B, 0.1), (LIN_L, 0.07)])
+def test_linear_probe_lr_and_bicubic_resizes(path, blr, pretrained):
+    """docs/method.md section 8: LARS lr = blr x 16384 / 256 (6.4 for
+    ViT-B, 4.48 for ViT-L), read off the built optimizer; the training
+    crop and the test resize are bicubic (checked on a picture against
+    Pillow's bicubic resize)."""
+    import numpy as np
+    from mmpretrain.registry import TRANSFORMS
+    from PIL import Image
+    cfg = tiny_config(path, pretrained[0])
+    model = build_model(cfg)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert type(wrapper.optimizer).__name__ == 'LARS'
+    lrs = [g['lr'] for g in wrapper.optimizer.param_groups]
+    assert lrs == [pytest.approx(blr * 16384 / 256)] * len(lrs)
+
+    full = Config.fromfile(osp.join(REPO_ROOT, path))
+    img = np.random.default_rng(0).integers(0, 256, (300, 300, 3), np.uint8)
+
+    def bicubic(array, size):
+        return np.asarray(Image.fromarray(array).resize(size, Image.BICUBIC))
+
+    crop = [t for t in full.train_dataloader.dataset.pipeline
+            if t['type'] == 'RandomResizedCrop'][0]
+    # the whole picture as the crop: only the resize is left to compare
+    crop = TRANSFORMS.build(dict(crop, crop_ratio_range=(1., 1.),
+                                 aspect_ratio_range=(1., 1.)))
+    out = crop(dict(img=img.copy(), img_shape=img.shape[:2]))['img']
+    np.testing.assert_array_equal(out, bicubic(img, (224, 224)))
+
+    resize = [t for t in full.test_dataloader.dataset.pipeline
+              if t['type'] == 'ResizeEdge'][0]
+    out = TRANSFORMS.build(resize)(dict(img=img.copy(),
+                                        img_shape=img.shape[:2]))['img']
+    np.testing.assert_array_equal(out, bicubic(img, (256, 256)))
+
+
 @pytest.mark.parametrize('path,decay', [(FT_B, 0.6), (FT_L, 0.75)])
 def test_layer_decay_scales_follow_the_formula(path, decay, pretrained):
     cfg = tiny_config(path, pretrained[0])

@@ -91,8 +91,14 @@ class MomentumTargetMixin:
         torch._foreach_lerp_(targets, sources, 1. - decay)
 
     def init_weights(self) -> None:
+        """The target becomes a copy of the initialized online encoder;
+        unless the whole model was loaded from a checkpoint (``init_cfg``
+        of type ``Pretrained``), whose momentum target is kept."""
         super().init_weights()
-        if self.with_target:
+        init_cfg = getattr(self, 'init_cfg', None)
+        loaded = isinstance(init_cfg, dict) and \
+            init_cfg.get('type') == 'Pretrained'
+        if self.with_target and not loaded:
             self.copy_online_to_target()
 
     def train(self, mode: bool = True):

@@ -7,6 +7,7 @@ from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 
 from ..utils import gather_tokens, mask_to_ids, sincos_pos_embed
+from ..weight_init import init_transformer_weights_, xavier_uniform_parts_
 
 
 @MODELS.register_module()
@@ -73,15 +74,27 @@ class BootMAEViT(VisionTransformer):
         self.pos_embed.requires_grad = False  # fixed sin-cos
 
     def init_weights(self) -> None:
+        """Without a checkpoint (``init_cfg`` not ``Pretrained``): the
+        reference's initialization for pretraining from scratch
+        (docs/method.md section 2b): xavier-uniform Linear weights (the
+        fused qkv per q / k / v part) with zero biases, LayerNorm 1 / 0,
+        the patch embedding xavier as if it were a Linear layer with a
+        zero bias, the cls token normal with std 1e-6, and the fixed
+        sin-cos position embedding."""
         super().init_weights()
         if isinstance(self.init_cfg, dict) and \
                 self.init_cfg.get('type') == 'Pretrained':
             return
-        self.pos_embed.data.copy_(
-            sincos_pos_embed(self.patch_resolution, self.embed_dims))
-        w = self.patch_embed.projection.weight.data
-        torch.nn.init.xavier_uniform_(w.view([w.shape[0], -1]))
-        torch.nn.init.normal_(self.cls_token, std=.02)
+        with torch.no_grad():
+            self.pos_embed.copy_(
+                sincos_pos_embed(self.patch_resolution, self.embed_dims))
+            init_transformer_weights_(self)
+            proj = self.patch_embed.projection
+            xavier_uniform_parts_(proj.weight.view(proj.weight.shape[0], -1))
+            if proj.bias is not None:
+                torch.nn.init.zeros_(proj.bias)
+            if self.cls_token is not None:
+                torch.nn.init.normal_(self.cls_token, std=1e-6)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,
                 num_visible: Optional[int] = None):

@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from ..utils import gather_tokens, mask_to_ids, sincos_pos_embed
+from ..weight_init import init_transformer_weights_
 from .target_aware_block import TargetAwareBlock
 
 
@@ -60,18 +61,22 @@ class TargetAwareDecoder(BaseModule):
         self.decoder_norm = nn.LayerNorm(embed_dims, eps=1e-6)
 
     def init_weights(self) -> None:
+        """Without an ``init_cfg``: the reference's initialization
+        (docs/method.md section 2b): xavier-uniform Linear weights (the
+        self-attention's fused qkv per q / k / v part; the cross-attention's
+        q and kv on their whole weight) with zero biases, zero q / v biases,
+        LayerNorm 1 / 0, and the mask token normal with std 0.02 truncated
+        at +-0.02. Other layers (the pixel decoder's transposed
+        convolution) keep PyTorch's default."""
         super().init_weights()
         if self.init_cfg is not None:
             return
-        torch.nn.init.normal_(self.mask_token, std=.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                torch.nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            init_transformer_weights_(self)
+            for name, param in self.named_parameters():
+                if name.endswith(('.q_bias', '.v_bias')):
+                    nn.init.zeros_(param)
+            nn.init.trunc_normal_(self.mask_token, std=.02, a=-.02, b=.02)
 
     def decode(self, latent: torch.Tensor, context: torch.Tensor,
                mask: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
-# ImageNet-1k for BootMAE linear probing, as mmpretrain's MAE linear-probe
-# benchmark (RandomResizedCrop 224 + flip; test: resize 256 + center crop
-# 224, pillow), normalized as in pretraining (mean = std = 0.5 on [0, 1]).
+# ImageNet-1k for BootMAE linear probing (docs/method.md section 8):
+# RandomResizedCrop 224 + flip; test: resize 256 + center crop 224; both
+# resizes bicubic (pillow), as the reference's probe; normalized as in
+# pretraining (mean = std = 0.5 on [0, 1]).
 # Layout: data/imagenet/{train,val}/<class>/<image> (or meta/{train,val}.txt).
 dataset_type = 'ImageNet'
 data_root = 'data/imagenet/'
@@ -14,14 +15,16 @@ data_preprocessor = dict(
 train_pipeline = [
     # unreadable files are skipped with a warning (skip_bad=False: error)
     dict(type='RobustLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, backend='pillow'),
+    dict(type='RandomResizedCrop', scale=224, backend='pillow',
+         interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
+         interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]
