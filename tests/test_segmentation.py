@@ -13,6 +13,7 @@ from mmengine.config import Config
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import safe_torch_load
+from bootmae_mm.models.utils import sincos_pos_embed
 from bootmae_tiny import tiny_model_cfg
 from helpers import REPO_ROOT, load_tool
 
@@ -99,7 +100,8 @@ def test_configs_load_and_build(config):
         assert model_cfg.type == 'SegTTAModel'
         aug = cfg.test_dataloader.dataset.pipeline[1]
         assert aug.type == 'TestTimeAug'
-        assert [t.scale for t in aug.transforms[0]][0] == (1024, 256)
+        assert [t.type for t in aug.transforms[0]] == [
+            'ResizeShortestEdge'] * 6
         assert [t.prob for t in aug.transforms[1]] == [0., 1.]
         model_cfg = model_cfg.module
     seg = model_cfg
@@ -125,9 +127,13 @@ def test_full_size_backbone_matches_recipe():
         backbone = build_segmentor(cfg.model.backbone)
     assert backbone.patch_resolution == (32, 32)
     assert backbone.num_layers == 12 and backbone.embed_dims == 768
-    assert not backbone.pos_embed.requires_grad  # fixed sin-cos
+    # as the reference's segmentation backbone: a trainable position
+    # embedding and learnable layer scales on both branches of every block
+    assert backbone.pos_embed.requires_grad
+    assert backbone.pos_embed.shape == (1, 32 * 32 + 1, 768)
     layer = backbone.layers[11]
-    assert layer.gamma_1 is None  # no layer scale
+    for gamma in (layer.gamma_1, layer.gamma_2):
+        assert gamma.requires_grad and gamma.shape == (768, )
     assert layer.attn.relative_position_bias_table.shape == (63 * 63 + 3, 12)
     assert float(layer.drop_path.drop_prob) == pytest.approx(0.1)
     assert layer.attn.qkv.bias is None and layer.attn.q_bias.shape == (768, )
@@ -157,6 +163,9 @@ def test_bootmae_checkpoint_loads_into_backbone(tmp_path):
         for i in range(ARCH['num_layers']):
             table = own[f'layers.{i}.attn.relative_position_bias_table']
             assert not table.any()  # zero: pretraining has none
+            for gamma in ('gamma_1', 'gamma_2'):  # nor layer scales
+                assert torch.equal(own[f'layers.{i}.{gamma}'],
+                                   torch.ones(ARCH['embed_dims']))
         # same function: the block-3 map equals the encoder's last block
         x = torch.randn(2, 3, 32, 32)
         with torch.no_grad():
@@ -181,8 +190,8 @@ def test_reference_checkpoint_loads(tmp_path):
                ('.ffn.1.', '.mlp.fc2.')]
     reference = {}
     for name, value in source.state_dict().items():
-        if 'relative_position' in name:
-            continue
+        if 'relative_position' in name or 'gamma' in name:
+            continue  # the reference's fine-tuning model has neither
         for old, new in renames:
             name = name.replace(old, new)
         reference[name] = value
@@ -193,7 +202,9 @@ def test_reference_checkpoint_loads(tmp_path):
     torch.save({'model': reference, 'epoch': 799}, str(tmp_path / 'ref.pth'))
     loaded = tiny_backbone(checkpoint=tmp_path / 'ref.pth').state_dict()
     for name, value in source.state_dict().items():
-        if 'relative_position_bias_table' not in name:
+        if 'gamma' in name:
+            assert torch.equal(loaded[name], torch.ones_like(value)), name
+        elif 'relative_position_bias_table' not in name:
             torch.testing.assert_close(loaded[name], value, msg=name)
 
 
@@ -319,11 +330,97 @@ def test_layer_decay_scales(tmp_path):
         'backbone.layers.3.ffn.layers.1.bias': d ** 1,
         'decode_head.conv_seg.weight': 1.0,
         'neck.upsample_4x.0.weight': 1.0,
+        # the reference's extra trainable tensors: the position embedding
+        # as the patch embedding, each layer scale as its block
+        'backbone.pos_embed': d ** (n + 1),
+        'backbone.layers.0.gamma_1': d ** n,
+        'backbone.layers.3.gamma_2': d ** 1,
     }
+    wd = {name: g['weight_decay'] for g in wrapper.optimizer.param_groups
+          for name in g['param_names']}
     for name, value in expected.items():
         assert scale[name] == pytest.approx(value), name
         assert lr[name] == pytest.approx(4e-4 * value), name
-    assert 'backbone.pos_embed' not in scale  # fixed, not optimized
+    # weight decay: none on the layer scales (1-D); the position embedding
+    # takes it, as in the reference (its exclusion list misses the name)
+    assert wd['backbone.layers.0.gamma_1'] == 0
+    assert wd['backbone.layers.3.gamma_2'] == 0
+    assert wd['backbone.pos_embed'] == 0.05
+    assert wd['backbone.layers.0.attn.qkv.weight'] == 0.05
+
+
+def test_position_embedding_starts_from_the_resized_checkpoint_table(
+        tmp_path):
+    """A pretraining checkpoint at a 4 x 4 grid into an 8 x 8 backbone: the
+    trainable position embedding is the checkpoint's sin-cos table resized
+    bicubically (cls row kept), the layer scales start at 1.0."""
+    import torch.nn.functional as F
+    ckpt = tmp_path / 'bootmae.pth'
+    source = save_bootmae_checkpoint(ckpt)
+    backbone = tiny_backbone(img_size=64, checkpoint=ckpt)
+    # the checkpoint's table (perturbed by save_bootmae_checkpoint: taken
+    # from the checkpoint, not recomputed), resized
+    table = source.backbone.pos_embed.detach()
+    assert not torch.equal(table, sincos_pos_embed(4, ARCH['embed_dims']))
+    grid = table[:, 1:].reshape(1, 4, 4, -1).permute(0, 3, 1, 2)
+    resized = F.interpolate(grid, size=(8, 8), mode='bicubic',
+                            align_corners=False)
+    expected = torch.cat([table[:, :1],
+                          resized.flatten(2).transpose(1, 2)], dim=1)
+    torch.testing.assert_close(backbone.pos_embed.detach(), expected)
+    assert backbone.pos_embed.requires_grad
+    for layer in backbone.layers:
+        assert torch.equal(layer.gamma_1, torch.ones(ARCH['embed_dims']))
+        assert torch.equal(layer.gamma_2, torch.ones(ARCH['embed_dims']))
+        assert layer.gamma_1.requires_grad and layer.gamma_2.requires_grad
+
+
+def test_segmentation_checkpoint_round_trips(tmp_path):
+    """A segmentor checkpoint of ours carries the trained position
+    embedding and layer scales, and they load back as they were."""
+    trained = tiny_backbone(img_size=32)
+    with torch.no_grad():
+        trained.pos_embed.add_(torch.randn_like(trained.pos_embed))
+        for layer in trained.layers:
+            layer.gamma_1.normal_()
+            layer.gamma_2.normal_()
+            layer.attn.relative_position_bias_table.normal_()
+    state = {f'backbone.{k}': v for k, v in trained.state_dict().items()}
+    assert 'backbone.pos_embed' in state
+    assert 'backbone.layers.3.gamma_2' in state
+    torch.save({'state_dict': state, 'meta': {}}, str(tmp_path / 'seg.pth'))
+    loaded = tiny_backbone(img_size=32, checkpoint=tmp_path / 'seg.pth')
+    for name, value in trained.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+
+
+def test_multi_scale_views_keep_the_short_side_at_least_512(tmp_path):
+    """The _ms config's test-time views of a 683 x 512 picture (reference:
+    short side max(512, 512 r), aspect kept, no long-side cap), through
+    mmseg's TestTimeAug and our config's pipeline."""
+    import cv2
+    from mmcv.transforms import Compose
+    from mmengine.registry import DefaultScope
+    rng = np.random.default_rng(0)
+    img_path = str(tmp_path / 'ADE_val_00000001.jpg')
+    seg_path = str(tmp_path / 'ADE_val_00000001.png')
+    assert cv2.imwrite(img_path, rng.integers(0, 256, (512, 683, 3),
+                                              np.uint8))
+    assert cv2.imwrite(seg_path, rng.integers(0, 151, (512, 683), np.uint8))
+    cfg = Config.fromfile(CONFIG_MS)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
+        out = pipeline(dict(img_path=img_path, seg_map_path=seg_path,
+                            reduce_zero_label=True, seg_fields=[]))
+    shapes = [s.img_shape for s in out['data_samples']]
+    # the views: 6 scales, each unflipped and flipped
+    assert len(shapes) == 12
+    assert [min(s) for s in shapes[::2]] == [512, 512, 512, 640, 768, 896]
+    assert shapes[1::2] == shapes[::2]
+    for h, w in shapes:
+        assert w / h == pytest.approx(683 / 512, abs=1 / h)
+    assert [tuple(x.shape[-2:]) for x in out['inputs'][::2]] == shapes[::2]
+    assert all(s.ori_shape == (512, 683) for s in out['data_samples'])
 
 
 def make_ade20k(root, n_train=4, n_val=2, size=64, seed=0):
@@ -418,6 +515,12 @@ def test_tiny_upernet_trains_and_reports_miou(tmp_path):
     torch.testing.assert_close(
         trained.layers[0].attn.qkv.weight,
         state['state_dict']['backbone.layers.0.attn.qkv.weight'])
+    # it carries the trained position embedding and layer scales
+    for name in ('pos_embed', 'layers.0.gamma_1', 'layers.3.gamma_2'):
+        saved = state['state_dict']['backbone.' + name]
+        assert torch.equal(trained.state_dict()[name], saved), name
+    assert not torch.equal(state['state_dict']['backbone.layers.3.gamma_2'],
+                           torch.ones(ARCH['embed_dims']))  # trained
 
     # the multi-scale + flip test config (SegTTAModel) on that checkpoint,
     # through tools/test.py; two scales instead of six keep it short
@@ -427,9 +530,9 @@ def test_tiny_upernet_trains_and_reports_miou(tmp_path):
     ms.data_preprocessor = ms.model.module.data_preprocessor
     resize, flips, *rest = ms.tta_pipeline[1].transforms
     assert len(resize) == 6 and len(flips) == 2
+    assert resize[0].type == 'ResizeShortestEdge'
     ms.tta_pipeline[1].transforms[0] = [
-        dict(type='Resize', scale=(int(256 * r), int(64 * r)),
-             keep_ratio=True) for r in (0.75, 1.0)]
+        dict(resize[0], scale=max(64, int(64 * r))) for r in (0.75, 1.25)]
     ms.test_dataloader.update(num_workers=0, persistent_workers=False)
     ms.test_dataloader.dataset.update(data_root=data_root,
                                       pipeline=ms.tta_pipeline)

@@ -11,19 +11,29 @@ from .checkpoint_adapter import load_encoder_checkpoint
 
 # filled at load time from the encoder's own grid; never taken as "missing"
 _REBUILT_KEYS = ('relative_position_bias_table', 'relative_position_index')
+# layer scales: not in pretraining checkpoints (start at their init value),
+# in the segmentation checkpoints of ours (loaded)
+_LAYER_SCALE_KEYS = ('gamma_1', 'gamma_2')
 _PRETRAINED_TYPES = ('Pretrained', 'BootMAEPretrained')
 
 
 @MODELS.register_module()
 class BootMAEViTSeg(BEiTViT):
-    """The BootMAE encoder as a dense-prediction backbone (BOOTMAE.md
-    section 8): mmpretrain's ``BEiTViT`` with the fixed sin-cos absolute
-    position embedding, a relative position bias in every block
-    (zero-initialized, pretraining has none), q/v biases, no layer scale,
-    and ``(B, C, H/16, W/16)`` feature maps from ``out_indices``.
+    """The BootMAE encoder as a dense-prediction backbone (docs/method.md
+    section 8): mmpretrain's ``BEiTViT`` with, as the reference's
+    segmentation backbone, a **trainable** absolute position embedding
+    (initialized from the checkpoint's sin-cos table, resized bicubically
+    to this grid), a relative position bias in every block
+    (zero-initialized, pretraining has none), q/v biases, learnable layer
+    scales on both residual branches of every block (``gamma_1`` /
+    ``gamma_2``, initialized to 1.0; not in pretraining checkpoints), and
+    ``(B, C, H/16, W/16)`` feature maps from ``out_indices``.
 
     Its parameter names (``layers.N.*``) are those mmseg's
-    ``LayerDecayOptimizerConstructor`` parses for ViT/BEiT/MAE backbones.
+    ``LearningRateDecayOptimizerConstructor`` parses for ViT/BEiT/MAE
+    backbones: the layer scales take their block's lr and no weight decay
+    (1-D), the position embedding the patch embedding's lr and, as in the
+    reference, the weight decay.
 
     ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` (or
     ``type='BootMAEPretrained'``) loads a BootMAE pretraining checkpoint
@@ -42,8 +52,9 @@ class BootMAEViTSeg(BEiTViT):
         out_indices (Sequence[int]): blocks whose outputs are returned
             (0-based). Defaults to (3, 5, 7, 11).
         drop_path_rate (float): stochastic depth. Defaults to 0.1.
-        layer_scale_init_value (float): 0 for no layer scale (the
-            pretraining encoder has none). Defaults to 0.
+        layer_scale_init_value (float): initial value of the learnable
+            layer scales (reference ``init_values=1``); 0 for none.
+            Defaults to 1.0.
         norm_cfg (dict): Defaults to ``dict(type='LN', eps=1e-6)``.
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=PATH, source='online')`` or None.
@@ -57,7 +68,7 @@ class BootMAEViTSeg(BEiTViT):
                  patch_size: int = 16,
                  out_indices: Sequence[int] = (3, 5, 7, 11),
                  drop_path_rate: float = 0.1,
-                 layer_scale_init_value: float = 0.,
+                 layer_scale_init_value: float = 1.,
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  init_cfg=None,
                  **kwargs):
@@ -82,7 +93,7 @@ class BootMAEViTSeg(BEiTViT):
         if bad:
             raise ValueError(f'out_indices {bad} are outside the '
                              f'{self.num_layers} blocks of the encoder.')
-        self.pos_embed.requires_grad = False  # fixed sin-cos
+        self.layer_scale_init_value = layer_scale_init_value
         self.img_size = tuple(self.patch_embed.init_input_size)
 
     def forward(self, x: torch.Tensor):
@@ -105,10 +116,16 @@ class BootMAEViTSeg(BEiTViT):
         self.init_cfg = None if pretrained else self.init_cfg
         super().init_weights()
         self.init_cfg = pretrained or self.init_cfg
-        self.pos_embed.data.copy_(
-            sincos_pos_embed(self.patch_resolution, self.embed_dims))
-        for layer in self.layers:
-            layer.attn.relative_position_bias_table.data.zero_()
+        with torch.no_grad():
+            # from scratch: the sin-cos table and layer scales at their
+            # init value (a checkpoint below replaces what it holds)
+            self.pos_embed.copy_(
+                sincos_pos_embed(self.patch_resolution, self.embed_dims))
+            for layer in self.layers:
+                layer.attn.relative_position_bias_table.zero_()
+                for gamma in (layer.gamma_1, layer.gamma_2):
+                    if gamma is not None:
+                        gamma.fill_(self.layer_scale_init_value)
         if pretrained:
             if not pretrained.get('checkpoint'):
                 raise ValueError(
@@ -122,7 +139,8 @@ class BootMAEViTSeg(BEiTViT):
     def load_pretrained(self, filename: str, source: str = 'online'):
         """Load encoder weights from ``filename`` (any supported format;
         ``source``: 'online' or 'target' encoder of a BootMAE checkpoint).
-        Every weight but the relative position tables must be in it.
+        Every weight but the relative position tables and the layer
+        scales must be in it.
 
         Raises:
             ValueError: no weight matched, or the checkpoint's architecture
@@ -135,11 +153,15 @@ class BootMAEViTSeg(BEiTViT):
         report = load_encoder_state_dict(
             self, state_dict, f'{filename} ({origin})',
             resizable=self._resizable,
-            required=lambda key: not key.endswith(_REBUILT_KEYS))
+            required=lambda key: not key.endswith(
+                _REBUILT_KEYS + _LAYER_SCALE_KEYS))
         fresh = [k for k in report['missing']
                  if k.endswith('relative_position_bias_table')]
+        scales = [k for k in report['missing']
+                  if k.endswith(_LAYER_SCALE_KEYS)]
         MMLogger.get_current_instance().info(
-            f'{len(fresh)} relative position bias tables kept at zero.')
+            f'{len(fresh)} relative position bias tables kept at zero, '
+            f'{len(scales)} layer scales at {self.layer_scale_init_value}.')
 
     @staticmethod
     def _resizable(key: str, src: torch.Size, dst: torch.Size) -> bool:

@@ -1,6 +1,8 @@
-# UperNet on the BootMAE ViT-B encoder (BOOTMAE.md section 8): relative
-# position bias per block (zero-initialized), drop path 0.1, taps 3/5/7/11
-# turned into a 4-level pyramid (x4, x2, x1, x0.5) by mmseg's Feature2Pyramid.
+# UperNet on the BootMAE ViT-B encoder (docs/method.md section 8): relative
+# position bias per block (zero-initialized), learnable layer scales (1.0),
+# a trainable position embedding (the checkpoint's sin-cos table resized to
+# 32 x 32), drop path 0.1, taps 3/5/7/11 turned into a 4-level pyramid
+# (x4, x2, x1, x0.5) by mmseg's Feature2Pyramid.
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
@@ -19,6 +21,7 @@ model = dict(
         patch_size=16,
         out_indices=(3, 5, 7, 11),
         drop_path_rate=0.1,
+        layer_scale_init_value=1.0,  # the reference's init_values=1
         # set with --cfg-options model.backbone.init_cfg.checkpoint=PATH;
         # source='target' takes the momentum target encoder instead
         init_cfg=dict(type='Pretrained', checkpoint=None, source='online')),
