@@ -62,16 +62,14 @@ class VisibleTokenEncoderMixin:
     def patch_size(self) -> int:
         return self.patch_embed.projection.kernel_size[0]
 
-    def forward(self, x: torch.Tensor, mask=None,
-                num_visible: Optional[int] = None):
-        """With a tensor ``mask`` (B, h, w) or (B, N), 1 = masked:
-        :meth:`encode`; otherwise the stock forward (``mask`` passed on when
-        given, as ``MAEViT`` takes it)."""
+    def forward(self, x: torch.Tensor, *args, **kwargs):
+        """``forward(x, mask, num_visible)`` with a tensor ``mask`` (B, h, w)
+        or (B, N), 1 = masked: :meth:`encode`; any other call is the stock
+        class's forward (``MAEViT(x)`` still masks at random)."""
+        mask = args[0] if args else kwargs.get('mask')
         if torch.is_tensor(mask):
-            return self.encode(x, mask, num_visible)
-        if mask is None:
-            return super().forward(x)
-        return super().forward(x, mask)
+            return self.encode(x, *args, **kwargs)
+        return super().forward(x, *args, **kwargs)
 
     def _block_args(self, ids: Optional[torch.Tensor]) -> tuple:
         """Extra arguments of every block for the tokens kept (cls first,
