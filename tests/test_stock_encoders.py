@@ -43,15 +43,22 @@ def tiny_stock(name):
 
 @pytest.mark.parametrize('name', list(STOCK))
 def test_stock_encoder_at_vit_b_size_builds_and_steps_on_meta(name):
-    """Only the backbone type changed in the ViT-B config (before: a
-    TypeError about ``with_cp``, a key the user never wrote)."""
+    """Only ``model.backbone.type`` changed in the ViT-B config (BEiTViT:
+    and its bias switches); before, a TypeError about ``with_cp``, a key
+    the user never wrote, came from building the momentum target."""
+    model_cfg_ = copy.deepcopy(Config.fromfile(B_CONFIG).model)
+    model_cfg_.backbone.type = name
+    if name == 'BEiTViT':
+        model_cfg_.backbone.update(use_rel_pos_bias=False,
+                                   use_shared_rel_pos_bias=True)
     with torch.device('meta'):
-        model = MODELS.build(model_cfg(dict(STOCK[name], arch='b')))
+        model = MODELS.build(model_cfg_)
         losses = model._losses(torch.randn(2, 3, 224, 224),
                                torch.zeros(2, 14, 14, dtype=torch.bool), 49)
         (losses['loss_pixel'] + losses['loss_feature']).backward()
     assert isinstance(model.backbone, MODELS.get(name))
     assert model.backbone.cls_token.grad is not None
+    assert model.feature_decoder.decoder_pred.out_features == 768
 
 
 @pytest.mark.parametrize('name', list(STOCK))
