@@ -3,8 +3,9 @@
 Shows that the parts compose: the MAE encoder, decoder and pixel head are
 mmpretrain's own (``MAEViT``, ``MAEPretrainDecoder``, ``MAEPretrainHead``,
 unchanged, MAE's random masking); added are our ``BootMAEFeatureDecoder``
-(plain MAE-style blocks, ``cross_attention=False``), ``BootMAEFeatureHead``
-and a momentum copy of the encoder driven by ``MomentumTargetHook``.
+(plain MAE-style blocks, ``cross_attention=False``, following the encoder's
+width, heads and grid), ``BootMAEFeatureHead`` and a momentum copy of the
+encoder driven by ``MomentumTargetHook``.
 """
 import copy
 
@@ -13,6 +14,7 @@ from mmpretrain.models import MAE
 from mmpretrain.registry import MODELS
 
 from bootmae_mm.models.algorithms.feature_branch import FeatureBranchMixin
+from bootmae_mm.models.algorithms.follow_encoder import decoder_cfg
 from bootmae_mm.models.utils import gather_tokens
 
 
@@ -40,8 +42,12 @@ class MAEWithMomentumTarget(FeatureBranchMixin, MAE):
         target_cfg = dict(type='BootMAEViT', final_norm=False,
                           **{k: v for k, v in copy.deepcopy(backbone).items()
                              if k in ('arch', 'img_size', 'patch_size')})
-        self.build_feature_branch(feature_decoder, feature_head,
-                                  MODELS.build(target_cfg), feature_weight)
+        target = MODELS.build(target_cfg)
+        # the feature decoder follows the encoder (width, heads, grid)
+        self.build_feature_branch(
+            decoder_cfg(feature_decoder, target, 'model.feature_decoder',
+                        feature=True),
+            feature_head, target, feature_weight)
 
     def loss(self, inputs, data_samples, **kwargs):
         latent, mask, ids_restore = self.backbone(inputs)
