@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models.losses import patchify
+from .models.losses import patch_mean_std, patchify
 
 #: Column titles of :func:`make_reconstruction_grid`.
 GRID_COLUMNS = ('original', 'masked input', 'prediction', 'pasted')
@@ -42,16 +42,14 @@ def reconstruct(model, imgs: torch.Tensor, mask: torch.Tensor) -> dict:
     """
     mask = mask.bool()
     num_visible = int(mask[0].numel() - mask[0].sum())
-    latent, low_level, _ = model.backbone(imgs, mask, num_visible)
-    pred = model.pixel_decoder(latent, low_level, mask).float()
+    out = model.backbone(imgs, mask, num_visible)
+    pred = model.pixel_decoder(out.latent, out.low_level, mask).float()
     head = model.pixel_head
     p = head.patch_size
     h, w = mask.shape[-2:]
     pred_patches = patchify(pred, p)
-    if head.norm_pix:
-        target = patchify(imgs.float(), p)
-        mean = target.mean(dim=2, keepdim=True)
-        std = (target.var(dim=2, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    if head.norm_pix:  # undo the target's normalization
+        mean, std = patch_mean_std(patchify(imgs.float(), p))
         pred_patches = pred_patches * std + mean
     pred = _unpatchify(pred_patches, h, w)
     mask_pixels = F.interpolate(mask[:, None].float(), scale_factor=p,

@@ -10,19 +10,14 @@ _base_ = './bootmae_vit-l_800e_fsdp.py'
 
 img_size = 224
 patch_size = 14
-grid = img_size // patch_size  # 16 x 16 patches
 num_masking_patches = 192  # 75 % of 256
 num_block_masking_patches = 157  # 120 / 147 of the masked patches, as ViT-B
 
+# the decoders and the pixel head follow the encoder (1280 wide, 16 heads,
+# 14 px patches on the 16 x 16 grid)
 model = dict(
     backbone=dict(arch='h', img_size=img_size, patch_size=patch_size,
                   with_cp=True),
-    pixel_decoder=dict(
-        patch_resolution=grid, patch_size=patch_size, in_dims=1280,
-        embed_dims=512, num_heads=16),
-    pixel_head=dict(patch_size=patch_size),
-    feature_decoder=dict(
-        patch_resolution=grid, in_dims=1280, embed_dims=1280, num_heads=16),
     num_masking_patches=num_masking_patches)
 
 train_dataloader = dict(

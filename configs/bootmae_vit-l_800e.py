@@ -2,10 +2,8 @@
 #   tools/dist_train.sh configs/bootmae_vit-l_800e.py 16
 _base_ = './bootmae_vit-b_800e.py'
 
-model = dict(
-    backbone=dict(arch='l'),
-    pixel_decoder=dict(in_dims=1024, num_heads=16),
-    feature_decoder=dict(in_dims=1024, num_heads=16))
+# the decoders follow the encoder (1024 wide, 16 heads)
+model = dict(backbone=dict(arch='l'))
 
 # min lr 1e-5; EMA without the dynamic phase (BOOTMAE.md section 7)
 min_lr = 1e-5

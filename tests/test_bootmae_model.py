@@ -98,7 +98,7 @@ def test_encoder_weights_load_into_stock_vision_transformer():
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(encoder(x)[0], stock(x)[0])
     # the full-image encoding equals the stock forward before its final norm
-    torch.testing.assert_close(encoder.encode(x)[0], stock(x)[0])
+    torch.testing.assert_close(encoder.encode(x).latent, stock(x)[0])
 
 
 @pytest.mark.parametrize('kwargs,key', [
@@ -242,7 +242,7 @@ def test_loss_uses_the_momentum_targets_on_the_full_image():
     model.feature_head.loss = spy
     model.loss(imgs, samples)
     # last block of the target on cls + all patches, pre-norm, cls dropped
-    expected = model.target_encoder.encode(imgs)[2][:, 1:]
+    expected = model.target_encoder.encode(imgs).high_level[:, 1:]
     torch.testing.assert_close(captured['target'], expected)
     assert captured['target'].shape == (2, GRID * GRID, 64)
     # the pixel decoder sees the low tap, the feature decoder the high tap

@@ -170,7 +170,7 @@ def test_bootmae_checkpoint_loads_into_backbone(tmp_path):
         x = torch.randn(2, 3, 32, 32)
         with torch.no_grad():
             feat = backbone(x)[-1]
-            high = encoder.encode(x)[2][:, 1:]
+            high = encoder.encode(x).high_level[:, 1:]
         torch.testing.assert_close(
             feat.flatten(2).transpose(1, 2), high, atol=1e-5, rtol=1e-4)
 

@@ -24,6 +24,7 @@ import bootmae_mm  # noqa: F401
 CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                   'configs', 'bootmae_vit-b_800e.py')
 DECAY = 0.9
+LR = 1e-3
 
 
 def _model_cfg(with_cp=False, compile=False):
@@ -38,7 +39,7 @@ def _optim_cfg(fused):
     cfg.type = 'OptimWrapper'
     for key in ('dtype', 'loss_scale'):
         cfg.pop(key)
-    cfg.optimizer.update(lr=1e-3, fused=fused)
+    cfg.optimizer.update(lr=LR, fused=fused)
     if not fused:
         cfg.optimizer.foreach = False  # the plain per-tensor loop
     return cfg
@@ -112,14 +113,30 @@ def _compare(plain_run, fast_run):
     # by the gradient's own size: its rounding noise becomes an update of up
     # to ~lr that two correct implementations round differently. So the key
     # third of every qkv bias is left out; the rest agrees to 1e-5 / 1e-4.
+    # Likewise any element whose gradient, at some step, is below what the
+    # two runs' gradients agree on (1e-4 of the tensor's largest): Adam
+    # turns that noise into an update of up to lr, so those elements (and
+    # their momentum average) may differ by up to lr per step.
+    undetermined = {}
+    for _, grads in plain_hist:
+        for name, grad in grads.items():
+            small = grad.abs() <= 1e-4 * grad.abs().max()
+            undetermined[name] = undetermined.get(name, small) | small
+    bound = LR * len(plain_hist)
     assert plain_state.keys() == fast_state.keys()
     for name in plain_state:
         fast, plain = fast_state[name], plain_state[name]
+        keep = torch.ones_like(plain, dtype=torch.bool)
         if name.endswith('attn.qkv.bias'):
-            fast, plain = (torch.cat([t[:t.numel() // 3],
-                                      t[2 * t.numel() // 3:]])
-                           for t in (fast, plain))
-        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-4,
+            keep[plain.numel() // 3:2 * plain.numel() // 3] = False
+        # the momentum target follows the online encoder's elements
+        online = name.replace('target_encoder.', 'backbone.', 1)
+        if online in undetermined:
+            noisy = undetermined[online]
+            assert ((fast - plain).abs()[noisy] <= bound).all(), name
+            keep &= ~noisy
+        torch.testing.assert_close(fast[keep], plain[keep], rtol=1e-5,
+                                   atol=1e-4,
                                    msg=lambda m, n=name: f'{n}: {m}')
 
 

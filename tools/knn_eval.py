@@ -94,7 +94,7 @@ def extract(model, dataset, batch_size: int):
         data = model.data_preprocessor(batch, training=False)
         inputs = data['inputs']
         inputs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        tokens = model.backbone.encode(inputs)[0]  # after the final norm
+        tokens = model.backbone.encode(inputs).latent  # final norm
         feats['mean'].append(tokens[:, 1:].mean(1))
         feats['cls'].append(tokens[:, 0])
         labels += [int(ds.gt_label) for ds in data['data_samples']]

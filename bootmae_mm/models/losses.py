@@ -1,4 +1,6 @@
 """BootMAE's loss formulas (BOOTMAE.md section 5), each in one function."""
+from typing import Tuple
+
 import torch
 import torch.nn.functional as F
 
@@ -53,10 +55,18 @@ def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
     return x.permute(0, 2, 4, 3, 5, 1).reshape(B, -1, p * p, C)
 
 
-def normalize_per_patch(patches: torch.Tensor,
-                        eps: float = 1e-5) -> torch.Tensor:
-    """Normalize (B, N, p*p, C) patches per patch and per channel with the
-    biased variance over the patch's pixels."""
+def patch_mean_std(patches: torch.Tensor, eps: float = 1e-5
+                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mean and ``sqrt(var + eps)`` (biased variance) of (B, N, p*p, C)
+    patches over each patch's pixels, per channel: (B, N, 1, C) each."""
     mean = patches.mean(dim=2, keepdim=True)
     var = patches.var(dim=2, unbiased=False, keepdim=True)
-    return (patches - mean) / (var + eps).sqrt()
+    return mean, (var + eps).sqrt()
+
+
+def normalize_per_patch(patches: torch.Tensor,
+                        eps: float = 1e-5) -> torch.Tensor:
+    """Normalize (B, N, p*p, C) patches per patch and per channel with
+    :func:`patch_mean_std` (the normalized-pixel target)."""
+    mean, std = patch_mean_std(patches, eps)
+    return (patches - mean) / std

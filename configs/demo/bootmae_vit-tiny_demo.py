@@ -13,7 +13,6 @@ _base_ = ['../bootmae_vit-b_800e.py']
 
 img_size = 64
 patch_size = 8
-grid = img_size // patch_size  # 8 x 8 patches
 num_masking_patches = 48  # 75 %
 embed_dims = 128
 num_heads = 4
@@ -25,20 +24,9 @@ model = dict(
                   feedforward_channels=4 * embed_dims),
         img_size=img_size,
         patch_size=patch_size),
-    pixel_decoder=dict(
-        patch_resolution=grid,
-        patch_size=patch_size,
-        in_dims=embed_dims,
-        embed_dims=128,
-        depth=2,
-        num_heads=4),
-    pixel_head=dict(patch_size=patch_size),
-    feature_decoder=dict(
-        patch_resolution=grid,
-        in_dims=embed_dims,
-        embed_dims=128,
-        depth=2,
-        num_heads=4),
+    # the decoders follow the encoder (width, heads, grid, patch size); the
+    # pixel decoder is 128 wide here instead of 512
+    pixel_decoder=dict(embed_dims=128),
     num_masking_patches=num_masking_patches)
 
 train_pipeline = [

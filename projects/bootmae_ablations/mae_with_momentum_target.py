@@ -3,8 +3,9 @@
 Shows that the parts compose: the MAE encoder, decoder and pixel head are
 mmpretrain's own (``MAEViT``, ``MAEPretrainDecoder``, ``MAEPretrainHead``,
 unchanged, MAE's random masking); added are our ``BootMAEFeatureDecoder``
-(plain MAE-style blocks, ``cross_attention=False``), ``BootMAEFeatureHead``
-and a momentum copy of the encoder driven by ``MomentumTargetHook``.
+(plain MAE-style blocks, ``cross_attention=False``, following the encoder's
+width, heads and grid), ``BootMAEFeatureHead`` and a momentum copy of the
+encoder driven by ``MomentumTargetHook``.
 """
 import copy
 
@@ -12,13 +13,13 @@ import torch
 from mmpretrain.models import MAE
 from mmpretrain.registry import MODELS
 
-from bootmae_mm.models.algorithms.momentum_target import \
-    MomentumTargetMixin
+from bootmae_mm.models.algorithms.feature_branch import FeatureBranchMixin
+from bootmae_mm.models.algorithms.follow_encoder import decoder_cfg
 from bootmae_mm.models.utils import gather_tokens
 
 
 @MODELS.register_module()
-class MAEWithMomentumTarget(MomentumTargetMixin, MAE):
+class MAEWithMomentumTarget(FeatureBranchMixin, MAE):
     """MAE + a momentum-encoder feature target (BOOTMAE.md sections 5, 6).
 
     Args:
@@ -36,16 +37,17 @@ class MAEWithMomentumTarget(MomentumTargetMixin, MAE):
                  feature_decoder: dict, feature_head: dict,
                  feature_weight: float = 1.0, **kwargs):
         super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
-        self.feature_decoder = MODELS.build(feature_decoder)
-        self.feature_head = MODELS.build(feature_head)
-        self.feature_weight = feature_weight
-        self.feature_ramp = 1.0  # set by FeatureWeightRampHook
         # the target: the same ViT as BootMAEViT (same parameter names),
         # without final norm, its parameters frozen as buffers
         target_cfg = dict(type='BootMAEViT', final_norm=False,
                           **{k: v for k, v in copy.deepcopy(backbone).items()
                              if k in ('arch', 'img_size', 'patch_size')})
-        self.build_momentum_target(MODELS.build(target_cfg))
+        target = MODELS.build(target_cfg)
+        # the feature decoder follows the encoder (width, heads, grid)
+        self.build_feature_branch(
+            decoder_cfg(feature_decoder, target, 'model.feature_decoder',
+                        feature=True),
+            feature_head, target, feature_weight)
 
     def loss(self, inputs, data_samples, **kwargs):
         latent, mask, ids_restore = self.backbone(inputs)
@@ -59,10 +61,8 @@ class MAEWithMomentumTarget(MomentumTargetMixin, MAE):
         latent = torch.cat(
             (latent[:, :1], gather_tokens(latent[:, 1:], order)), 1)
         pred = self.feature_decoder(latent, None, mask)
-        with torch.no_grad():
-            target = self.target_encoder.encode(inputs)[2][:, 1:]
         h, w = self.feature_decoder.patch_resolution
-        weight = self.feature_weight * self.feature_ramp
-        losses['loss_feature'] = weight * self.feature_head.loss(
-            pred, target, mask.view(-1, h, w))
+        losses['loss_feature'] = self.current_feature_weight * \
+            self.feature_head.loss(pred, self.target_features(inputs),
+                                   mask.view(-1, h, w))
         return losses

@@ -1,4 +1,3 @@
-import copy
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -6,25 +5,54 @@ from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .momentum_target import MomentumTargetMixin
+from ..backbones import check_encoder, resolve_encoder_cfg
+from .feature_branch import FeatureBranchMixin, check_feature_weight
+from .follow_encoder import follow_encoder
 
 
 @MODELS.register_module()
-class BootMAE(MomentumTargetMixin, BaseSelfSupervisor):
+class BootMAE(FeatureBranchMixin, BaseSelfSupervisor):
     """BootMAE: Bootstrapped Masked Autoencoders (Dong et al., ECCV 2022).
 
     MAE plus (1) a second target, the features that a momentum (EMA) copy
     of the encoder computes on the full image, and (2) two target-aware
     decoders that cross-attend to encoder features of the visible patches
-    taken at the depth that suits their target (BOOTMAE.md).
+    taken at the depth that suits their target (docs/method.md).
 
     The momentum copy lives in ``target_encoder`` as buffers (checkpointed,
     never optimized); ``MomentumTargetHook`` updates it after each optimizer
     step through :meth:`update_target`, and ``FeatureWeightRampHook`` sets
     ``feature_ramp``.
 
+    **The encoder contract.** BootMAE takes any backbone that provides
+    (:mod:`bootmae_mm.models.backbones.encoder_contract`):
+
+    - ``encode(x, mask, num_visible)`` (and ``forward`` with a tensor mask)
+      returning the named tuple ``EncoderOutput(latent, low_level,
+      high_level)`` of the cls token and the *visible* patches only;
+    - ``low_level`` / ``high_level``: block outputs with no final norm
+      (``latent`` is the last block after the final norm, if any);
+    - ``build_target()``: the copy that becomes the momentum target (same
+      parameter names), whose ``encode(x).high_level`` is the feature
+      target;
+    - ``embed_dims``, ``num_heads``, ``patch_size``, ``patch_resolution``.
+
+    ``BootMAEViT`` provides it; mmpretrain's ``VisionTransformer`` (any
+    arch), ``MAEViT`` and ``BEiTViT`` (shared relative position bias) are
+    taken as they are, through an adapter that keeps their parameter names
+    (their checkpoints load back into the stock class). Another backbone is
+    refused at build time, naming ``model.backbone`` and what it lacks.
+
+    **Decoders follow the encoder.** Both decoders take ``in_dims``,
+    ``context_dims``, ``num_heads`` and ``patch_resolution`` from the built
+    encoder, the pixel decoder and head its ``patch_size``, the feature
+    decoder its width (``embed_dims``, ``out_dims``: the target is the
+    encoder's features). An explicit value wins where it can work (heads,
+    decoder width); one that cannot (another ``in_dims``, grid or patch
+    size) is refused naming the config key.
+
     Args:
-        backbone (dict): the encoder, a ``BootMAEViT``.
+        backbone (dict): the encoder, e.g. ``BootMAEViT``.
         pixel_decoder (dict): ``BootMAEPixelDecoder`` (context: low tap).
         pixel_head (dict): ``BootMAEPixelHead``.
         feature_decoder (dict, optional): ``BootMAEFeatureDecoder`` (context:
@@ -55,15 +83,16 @@ class BootMAE(MomentumTargetMixin, BaseSelfSupervisor):
                  compile: Union[bool, dict] = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        if feature_weight < 0:
-            raise ValueError(
-                f'feature_weight={feature_weight} must be >= 0.')
+        check_feature_weight(feature_weight)
         if (feature_decoder is None) != (feature_head is None):
             raise ValueError('feature_decoder and feature_head are given '
                              'together (or both left out).')
-        super().__init__(backbone=backbone,
+        super().__init__(backbone=resolve_encoder_cfg(backbone),
                          data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
+        check_encoder(self.backbone)
+        pixel_decoder, pixel_head, feature_decoder = follow_encoder(
+            self.backbone, pixel_decoder, pixel_head, feature_decoder)
         self.pixel_decoder = MODELS.build(pixel_decoder)
         self.pixel_head = MODELS.build(pixel_head)
         self.feature_weight = feature_weight
@@ -72,12 +101,9 @@ class BootMAE(MomentumTargetMixin, BaseSelfSupervisor):
         self._mask_checked = False
         self.set_compile(compile)
         if feature_decoder is not None:
-            self.feature_decoder = MODELS.build(feature_decoder)
-            self.feature_head = MODELS.build(feature_head)
-            target_cfg = copy.deepcopy(backbone)
-            target_cfg.update(final_norm=False, drop_path_rate=0.,
-                              with_cp=False, init_cfg=None)
-            self.build_momentum_target(MODELS.build(target_cfg))
+            self.build_feature_branch(feature_decoder, feature_head,
+                                      self.backbone.build_target(),
+                                      feature_weight)
         else:
             self.feature_decoder = self.feature_head = None
             self.target_encoder = None
@@ -133,20 +159,16 @@ class BootMAE(MomentumTargetMixin, BaseSelfSupervisor):
                 num_visible: int) -> Dict[str, torch.Tensor]:
         """Tensor part of the step: ``loss_pixel`` and the unweighted
         ``loss_feature``. Reads nothing back to the host."""
-        latent, low_level, high_level = self.backbone(imgs, mask, num_visible)
+        out = self.backbone(imgs, mask, num_visible)
 
-        pred_pixels = self.pixel_decoder(latent, low_level, mask)
+        pred_pixels = self.pixel_decoder(out.latent, out.low_level, mask)
         losses = dict(loss_pixel=self.pixel_head.loss(pred_pixels, imgs, mask))
         if not self.with_target:
             return losses
 
-        pred_features = self.feature_decoder(latent, high_level, mask)
-        # no_grad rather than inference_mode: the targets enter the loss's
-        # autograd graph, which may not save inference tensors
-        with torch.no_grad():
-            target_features = self.target_encoder.encode(imgs)[2][:, 1:]
+        pred_features = self.feature_decoder(out.latent, out.high_level, mask)
         losses['loss_feature'] = self.feature_head.loss(
-            pred_features, target_features, mask)
+            pred_features, self.target_features(imgs), mask)
         return losses
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
@@ -161,7 +183,7 @@ class BootMAE(MomentumTargetMixin, BaseSelfSupervisor):
         if self.with_target:
             # the weight changes every step: applied outside the compiled
             # part (no recompilation), made on the device (no host sync)
-            weight = self.feature_weight * self.feature_ramp
+            weight = self.current_feature_weight
             losses['loss_feature'] = weight * losses['loss_feature']
             losses['feature_weight'] = imgs.new_full((), weight)
         return losses

@@ -1,6 +1,7 @@
 """BootMAE's momentum (EMA) target encoder, as a mixin so that any
-algorithm with an online ``backbone`` can carry one (``BootMAE``, and the
-``MAE`` variant in projects/bootmae_ablations)."""
+algorithm with an online ``backbone`` can carry one (through
+``FeatureBranchMixin``: ``BootMAE``, and the ``MAE`` variant in
+projects/bootmae_ablations)."""
 import re
 
 import torch
@@ -56,6 +57,10 @@ class MomentumTargetMixin:
         if self._target_pairing is None:
             online = {_unwrapped_name(n): p
                       for n, p in self.backbone.named_parameters()}
+            # buffers of the online encoder (e.g. relative position
+            # indices) are copied, never averaged
+            fixed = {_unwrapped_name(n)
+                     for n, _ in self.backbone.named_buffers()}
             pairing, unmatched = [], []
             for prefix, module in self.target_encoder.named_modules():
                 for name in module._buffers:
@@ -63,7 +68,8 @@ class MomentumTargetMixin:
                         f'{prefix}.{name}' if prefix else name)
                     param = online.get(key)
                     if param is None:
-                        unmatched.append(key)
+                        if key not in fixed:
+                            unmatched.append(key)
                     elif param.requires_grad:
                         pairing.append((module, name, param))
             if unmatched:

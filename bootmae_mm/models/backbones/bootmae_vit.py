@@ -1,17 +1,14 @@
-from typing import Optional, Tuple
-
-import numpy as np
 import torch
-import torch.utils.checkpoint as cp
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 
-from ..utils import gather_tokens, mask_to_ids, sincos_pos_embed
+from ..utils import sincos_pos_embed
 from ..weight_init import init_transformer_weights_, xavier_uniform_parts_
+from .visible_token_encoder import VisibleTokenEncoderMixin
 
 
 @MODELS.register_module()
-class BootMAEViT(VisionTransformer):
+class BootMAEViT(VisibleTokenEncoderMixin, VisionTransformer):
     """The BootMAE encoder: a plain ViT with a fixed 2-D sin-cos position
     embedding that encodes only the visible patches (BOOTMAE.md section 2).
 
@@ -19,8 +16,9 @@ class BootMAEViT(VisionTransformer):
     weights load into a stock ``VisionTransformer`` with no renaming.
 
     ``forward(x)`` behaves like ``VisionTransformer.forward`` (downstream
-    use); ``forward(x, mask)`` encodes cls + visible tokens and returns
-    ``(latent, low_level, high_level)``:
+    use); ``forward(x, mask)`` encodes cls + visible tokens and returns the
+    :class:`EncoderOutput` ``(latent, low_level, high_level)`` of the
+    BootMAE encoder contract (:mod:`.encoder_contract`):
 
     - ``latent``: last block output after the final LayerNorm, (B, 1+V, D);
     - ``low_level``: output of block 0 (before any norm), (B, 1+V, D);
@@ -58,18 +56,8 @@ class BootMAEViT(VisionTransformer):
             raise ValueError(f'img_size={img_size} is not divisible by '
                              f'patch_size={patch_size}.')
         super().__init__(arch=arch, img_size=img_size, patch_size=patch_size,
-                         out_type=out_type, **kwargs)
-        if not 0 <= low_level_index < self.num_layers:
-            raise ValueError(f'low_level_index={low_level_index} is outside '
-                             f'the {self.num_layers} blocks.')
-        self.low_level_index = low_level_index
-        self.with_cp = with_cp
-        # mmpretrain draws the drop-path rates with numpy; torch.compile
-        # takes numpy scalars for tensors and breaks the graph at every
-        # `if drop_prob == 0.` of each block: store plain floats
-        for module in self.modules():
-            if isinstance(getattr(module, 'drop_prob', None), np.generic):
-                module.drop_prob = float(module.drop_prob)
+                         out_type=out_type, low_level_index=low_level_index,
+                         with_cp=with_cp, **kwargs)
         self.num_patches = self.patch_resolution[0] * self.patch_resolution[1]
         self.pos_embed.requires_grad = False  # fixed sin-cos
 
@@ -95,50 +83,3 @@ class BootMAEViT(VisionTransformer):
                 torch.nn.init.zeros_(proj.bias)
             if self.cls_token is not None:
                 torch.nn.init.normal_(self.cls_token, std=1e-6)
-
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                num_visible: Optional[int] = None):
-        """Args:
-            x: images (B, C, H, W).
-            mask: (B, h, w) or (B, N) patch mask, 1 = masked; None for the
-                standard ``VisionTransformer`` forward.
-            num_visible: visible patches per image, when known, so that no
-                value of the mask is read back to the host.
-        """
-        if mask is None:
-            return super().forward(x)
-        return self.encode(x, mask, num_visible)
-
-    def encode(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,
-               num_visible: Optional[int] = None
-               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(latent, low_level, high_level) of cls + visible tokens, or of the
-        whole image when ``mask`` is None."""
-        B = x.shape[0]
-        x, patch_resolution = self.patch_embed(x)
-        if tuple(patch_resolution) != tuple(self.patch_resolution):
-            raise ValueError(
-                f'input gives a {patch_resolution} patch grid, the encoder '
-                f'was built for {self.patch_resolution} (img_size).')
-        x = x + self.pos_embed[:, 1:]
-        if mask is not None:
-            mask = mask.flatten(1).bool()
-            if num_visible is None:
-                num_visible = int((~mask[0]).sum())
-            ids_shuffle, _ = mask_to_ids(mask)
-            x = gather_tokens(x, ids_shuffle[:, :num_visible])
-        cls_token = (self.cls_token + self.pos_embed[:, :1]).expand(B, -1, -1)
-        x = self.pre_norm(torch.cat((cls_token, x), dim=1))
-
-        low_level = None
-        checkpoint = self.with_cp and self.training and \
-            torch.is_grad_enabled()
-        for i, layer in enumerate(self.layers):
-            if checkpoint:
-                x = cp.checkpoint(layer, x, use_reentrant=False)
-            else:
-                x = layer(x)
-            if i == self.low_level_index:
-                low_level = x
-        latent = self.ln1(x) if self.final_norm else x
-        return latent, low_level, x

@@ -1,5 +1,8 @@
 # BootMAE ViT-B/16 (BOOTMAE.md sections 2-5): encoder, pixel decoder (512 wide,
-# low-level context), feature decoder (768 wide, high-level context), losses.
+# low-level context), feature decoder (the encoder's width, high-level
+# context), losses. The decoders and the pixel head follow the built encoder
+# (width, heads, patch grid, patch size): another ViT needs only
+#   --cfg-options model.backbone.arch=l   (or deit-small, h, a dict ...)
 model = dict(
     type='BootMAE',
     data_preprocessor=dict(
@@ -14,23 +17,9 @@ model = dict(
     backbone=dict(
         type='BootMAEViT', arch='b', img_size=224, patch_size=16,
         with_cp=False),
-    pixel_decoder=dict(
-        type='BootMAEPixelDecoder',
-        patch_resolution=14,
-        patch_size=16,
-        in_dims=768,
-        embed_dims=512,
-        depth=2,
-        num_heads=12),
-    pixel_head=dict(
-        type='BootMAEPixelHead', patch_size=16, norm_pix=True,
-        weight_mask=True),
-    feature_decoder=dict(
-        type='BootMAEFeatureDecoder',
-        patch_resolution=14,
-        in_dims=768,
-        depth=2,
-        num_heads=12),
+    pixel_decoder=dict(type='BootMAEPixelDecoder', embed_dims=512, depth=2),
+    pixel_head=dict(type='BootMAEPixelHead', norm_pix=True, weight_mask=True),
+    feature_decoder=dict(type='BootMAEFeatureDecoder', depth=2),
     feature_head=dict(type='BootMAEFeatureHead', weight_mask=True),
     feature_weight=1.0,
     # must equal the masking transform's num_masking_patches

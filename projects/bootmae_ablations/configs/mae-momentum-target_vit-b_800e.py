@@ -36,13 +36,9 @@ model = dict(
         norm_pix=True,
         patch_size=16,
         loss=dict(type='PixelReconstructionLoss', criterion='L2')),
+    # follows the encoder (768 wide, 12 heads, 14 x 14 patches)
     feature_decoder=dict(
-        type='BootMAEFeatureDecoder',
-        patch_resolution=14,
-        in_dims=768,
-        depth=2,
-        num_heads=12,
-        cross_attention=False),
+        type='BootMAEFeatureDecoder', depth=2, cross_attention=False),
     feature_head=dict(type='BootMAEFeatureHead', weight_mask=True),
     feature_weight=1.0,
     init_cfg=[

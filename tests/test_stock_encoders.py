@@ -1,0 +1,210 @@
+"""mmpretrain's stock ``VisionTransformer``, ``MAEViT`` and ``BEiTViT``
+inside BootMAE through the encoder contract: loss, backward, optimizer
+step, momentum update, and the pretrained encoder loading back into the
+stock class; backbones that cannot meet the contract are refused at build
+time naming the config key."""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
+from mmpretrain.registry import MODELS
+
+import bootmae_mm  # noqa: F401
+from bootmae_tiny import make_data_samples, random_mask
+from helpers import REPO_ROOT
+
+B_CONFIG = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
+ARCH = dict(embed_dims=48, num_layers=2, num_heads=3,
+            feedforward_channels=96)
+BEIT = dict(type='BEiTViT', use_abs_pos_emb=False, use_rel_pos_bias=False,
+            use_shared_rel_pos_bias=True, layer_scale_init_value=0.1,
+            out_type='raw')
+STOCK = {
+    'VisionTransformer': dict(type='VisionTransformer', out_type='raw'),
+    'MAEViT': dict(type='MAEViT'),
+    'BEiTViT': BEIT,
+}
+
+
+def model_cfg(backbone):
+    model = copy.deepcopy(Config.fromfile(B_CONFIG).model)
+    model.backbone = backbone
+    model.data_preprocessor = None
+    model.num_masking_patches = None  # 12 of the tiny 4 x 4 grid below
+    return model
+
+
+def tiny_stock(name):
+    return dict(STOCK[name], arch=ARCH, img_size=32, patch_size=8)
+
+
+@pytest.mark.parametrize('name', list(STOCK))
+def test_stock_encoder_at_vit_b_size_builds_and_steps_on_meta(name):
+    """Only ``model.backbone.type`` changed in the ViT-B config (BEiTViT:
+    and its bias switches); before, a TypeError about ``with_cp``, a key
+    the user never wrote, came from building the momentum target."""
+    model_cfg_ = copy.deepcopy(Config.fromfile(B_CONFIG).model)
+    model_cfg_.backbone.type = name
+    if name == 'BEiTViT':
+        model_cfg_.backbone.update(use_rel_pos_bias=False,
+                                   use_shared_rel_pos_bias=True)
+    with torch.device('meta'):
+        model = MODELS.build(model_cfg_)
+        losses = model._losses(torch.randn(2, 3, 224, 224),
+                               torch.zeros(2, 14, 14, dtype=torch.bool), 49)
+        (losses['loss_pixel'] + losses['loss_feature']).backward()
+    assert isinstance(model.backbone, MODELS.get(name))
+    assert model.backbone.cls_token.grad is not None
+    assert model.feature_decoder.decoder_pred.out_features == 768
+
+
+@pytest.mark.parametrize('name', list(STOCK))
+def test_stock_encoder_pretrains_and_loads_back(name, tmp_path):
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg(tiny_stock(name)))
+    model.init_weights()
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.randn(2, 3, 32, 32, generator=g)
+    masks = torch.stack([random_mask(g) for _ in range(2)])
+    losses = model.loss(imgs, make_data_samples(masks))
+    total = losses['loss_pixel'] + losses['loss_feature']
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.backbone.layers[0].attn.qkv.weight.grad.abs().sum() > 0
+
+    # the target starts as a copy; one SGD step, then the EMA update
+    target = dict(model.target_encoder.named_buffers())
+    online = dict(model.backbone.named_parameters())
+    key = 'layers.1.attn.qkv.weight'
+    torch.testing.assert_close(target[key], online[key].detach(),
+                               rtol=0, atol=0)
+    torch.optim.SGD(model.parameters(), lr=1.).step()
+    before = target[key].clone()
+    assert not torch.equal(before, online[key])
+    model.update_target(0.9)
+    torch.testing.assert_close(target[key],
+                               0.9 * before + 0.1 * online[key].detach())
+    for name_, buf in model.backbone.named_buffers():  # e.g. BEiT indices
+        assert torch.equal(target[name_], buf)
+
+    # the pretrained encoder into the stock class, strictly (mmengine's
+    # prefix loader, as the `Pretrained` initializer reads a checkpoint;
+    # stock MAEViT re-initializes itself after that initializer)
+    ckpt = tmp_path / 'pretrain.pth'
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    stock = MODELS.build(tiny_stock(name))
+    assert type(stock).__name__ == name
+    stock.load_state_dict(
+        _load_checkpoint_with_prefix('backbone.', str(ckpt)), strict=True)
+    ours = model.backbone.state_dict()
+    assert stock.state_dict().keys() == ours.keys()
+    for k, v in stock.state_dict().items():
+        assert torch.equal(v, ours[k]), k
+    model.eval()
+    stock.eval()
+    args = (None, ) if name == 'MAEViT' else ()  # MAEViT(x) masks at random
+    with torch.no_grad():
+        expected = stock(imgs, *args)[0]
+        torch.testing.assert_close(model.backbone(imgs, *args)[0], expected,
+                                   rtol=0, atol=0)
+        # the contract's all-patch encoding is the stock forward
+        torch.testing.assert_close(model.backbone.encode(imgs).latent,
+                                   expected, rtol=1e-5, atol=1e-5)
+
+
+def test_beit_shared_bias_follows_the_visible_patches():
+    """Each image's kept tokens get the shared bias between exactly their
+    own positions: compared with one image at a time, indexing the stock
+    bias table by position."""
+    from bootmae_mm.models.backbones import EncoderOutput
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg(tiny_stock('BEiTViT')))
+    encoder = model.backbone
+    with torch.no_grad():  # a bias that matters
+        encoder.rel_pos_bias.relative_position_bias_table.normal_()
+    encoder.eval()
+    g = torch.Generator().manual_seed(2)
+    imgs = torch.randn(3, 3, 32, 32, generator=g)
+    masks = torch.stack([random_mask(g) for _ in range(3)])
+    with torch.no_grad():
+        out = encoder(imgs, masks)
+        assert isinstance(out, EncoderOutput)
+        full = encoder.rel_pos_bias()
+        for b in range(3):
+            visible = torch.nonzero(masks[b].flatten() == 0).flatten()
+            keep = torch.cat((torch.zeros(1, dtype=torch.long),
+                              visible + 1))
+            bias = full.index_select(1, keep).index_select(2, keep)
+            x, _ = encoder.patch_embed(imgs[b:b + 1])
+            x = torch.cat((encoder.cls_token, x[:, visible]), dim=1)
+            for i, layer in enumerate(encoder.layers):
+                x = layer(x, bias)
+                if i == 0:
+                    torch.testing.assert_close(out.low_level[b:b + 1], x)
+            torch.testing.assert_close(out.high_level[b:b + 1], x)
+
+
+@pytest.mark.parametrize('backbone,error,words', [
+    (dict(type='ResNet', depth=18), TypeError,
+     'model.backbone.type=ResNet: not a BootMAE encoder'),
+    (dict(type='SwinTransformer', arch='tiny'), TypeError,
+     'it has no encode, build_target'),
+    (dict(BEIT, use_rel_pos_bias=True, use_shared_rel_pos_bias=False),
+     ValueError, 'model.backbone.use_rel_pos_bias=True'),
+    (dict(type='VisionTransformer', with_cls_token=False,
+          out_type='featmap'), ValueError,
+     'model.backbone.with_cls_token=False: BootMAE needs a cls token'),
+    (dict(type='VisionTransformer', patch_cfg=dict(stride=4)), ValueError,
+     'model.backbone.patch_cfg: BootMAE needs square patches'),
+])
+def test_a_backbone_that_cannot_meet_the_contract_is_refused(
+        backbone, error, words):
+    cfg = dict(backbone)
+    if 'ResNet' not in cfg['type'] and 'Swin' not in cfg['type']:
+        cfg.update(arch=ARCH, img_size=32, patch_size=8)
+    with pytest.raises(error) as err:
+        MODELS.build(model_cfg(cfg))
+    assert words in str(err.value), str(err.value)
+
+
+def test_beit_project_config_pretrains_and_fine_tunes_as_beit(tmp_path):
+    """projects/bootmae_beit_encoder with a tiny arch: one step, and the
+    encoder into stock BEiTViT with a bias per block (BEiT's fine-tuning
+    setting: mmpretrain copies the shared table into every block)."""
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'projects', 'bootmae_beit_encoder', 'configs',
+        'bootmae_beit-vit-b-p16_800e.py'))
+    assert cfg.model.backbone.type == 'BEiTViT'
+    cfg.model.backbone.update(arch=ARCH, img_size=32, patch_size=8)
+    cfg.model.update(data_preprocessor=None, num_masking_patches=12)
+    model = MODELS.build(cfg.model)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        model.backbone.rel_pos_bias.relative_position_bias_table.normal_(
+            generator=g)
+    model.copy_online_to_target()
+    imgs = torch.randn(2, 3, 32, 32, generator=g)
+    masks = torch.stack([random_mask(g) for _ in range(2)])
+    losses = model.loss(imgs, make_data_samples(masks))
+    (losses['loss_pixel'] + losses['loss_feature']).backward()
+    table = model.backbone.rel_pos_bias.relative_position_bias_table
+    assert table.grad.abs().sum() > 0
+
+    ckpt = tmp_path / 'pretrain.pth'
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    finetune = MODELS.build(dict(
+        type='BEiTViT', arch=ARCH, img_size=32, patch_size=8,
+        use_abs_pos_emb=False, use_rel_pos_bias=True,
+        use_shared_rel_pos_bias=False, out_type='avg_featmap'))
+    state = _load_checkpoint_with_prefix('backbone.', str(ckpt))
+    missing, unexpected = finetune.load_state_dict(state, strict=False)
+    assert unexpected == ['ln1.weight', 'ln1.bias']  # pretraining's norm
+    # the pooled output's new norm, and index tables the class computes
+    assert all(k.startswith('ln2.') or k.endswith('relative_position_index')
+               for k in missing), missing
+    for layer in finetune.layers:
+        torch.testing.assert_close(layer.attn.relative_position_bias_table,
+                                   table.detach(), rtol=0, atol=0)
