@@ -23,6 +23,7 @@ Each shim is small, idempotent and covered by ``tests/test_compat.py``:
    ``mmseg::`` / ``mmpretrain::`` config bases. We look packages up with
    ``importlib.metadata`` instead.
 """
+import argparse
 import importlib.util
 import os.path as osp
 import pickle
@@ -103,7 +104,10 @@ def safe_checkpoint_globals() -> list:
     # before numpy 2 (most published ones) name them so
     numpy1_names = [(fn, f'numpy.core.multiarray.{fn.__name__}')
                     for fn in (multiarray._reconstruct, multiarray.scalar)]
-    return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct,
+    # the published reference checkpoints keep their arguments in an
+    # argparse.Namespace (a plain attribute bag: nothing is called)
+    return [argparse.Namespace,
+            HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct,
             multiarray.scalar, *dtype_classes, *numpy1_names,
             (_history_buffer_getattr, 'builtins.getattr')]
 
@@ -202,6 +206,29 @@ def safe_load_checkpoint(filename, map_location='cpu'):
     return safe_torch_load(filename, map_location)
 
 
+# ``(checkpoint, filename) -> checkpoint`` functions that mmengine's loaders
+# (below) apply to what they read: how a checkpoint in another layout (the
+# reference implementation's) reaches mmengine's load_checkpoint, load_from
+# and mmpretrain's get_model in mmengine's layout
+_CHECKPOINT_ADAPTERS = []
+
+
+def register_checkpoint_adapter(adapter) -> None:
+    """Have mmengine's checkpoint loaders apply ``adapter(checkpoint,
+    filename)`` to every checkpoint they read (once per function)."""
+    if adapter not in _CHECKPOINT_ADAPTERS:
+        _CHECKPOINT_ADAPTERS.append(adapter)
+
+
+def mmengine_checkpoint_loader(filename, map_location='cpu'):
+    """mmengine's loader for local files and ``http(s)://`` URLs:
+    :func:`safe_load_checkpoint`, then the registered adapters."""
+    ckpt = safe_load_checkpoint(filename, map_location)
+    for adapter in _CHECKPOINT_ADAPTERS:
+        ckpt = adapter(ckpt, str(filename))
+    return ckpt
+
+
 def _unpickler_reason(err) -> str:
     """The line of torch's weights_only error that names the refused
     global (torch wraps it in a long advice text)."""
@@ -223,10 +250,8 @@ def _install_safe_checkpoint_loading() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     CheckpointLoader.register_scheme(
-        prefixes='', loader=safe_torch_load, force=True)
-    CheckpointLoader.register_scheme(
-        prefixes=('http://', 'https://'), loader=safe_load_checkpoint,
-        force=True)
+        prefixes=('', 'http://', 'https://'),
+        loader=mmengine_checkpoint_loader, force=True)
 
 
 # --------------------------------------------------------------------------

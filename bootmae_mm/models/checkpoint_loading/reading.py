@@ -12,14 +12,13 @@ Formats (recognised by their keys):
 Reference checkpoints are converted to our key names on the fly by
 :mod:`bootmae_mm.models.reference_mapping` (docs/method.md section 9).
 """
-import argparse
 import logging
 from typing import Dict, Tuple
 
 import torch
 from mmengine.logging import print_log
 
-from ...compat import safe_load_checkpoint
+from ...compat import register_checkpoint_adapter, safe_load_checkpoint
 
 # keys that only a reference pretraining checkpoint has
 _REFERENCE_PRETRAIN_MARKS = ('mask_token', 'decode_blocks.', 'de_pos_embed')
@@ -29,16 +28,14 @@ SOURCES = {'online': 'backbone.', 'target': 'target_encoder.'}
 def read_checkpoint(filename: str) -> dict:
     """The checkpoint dict of a local file or an ``http(s)://`` URL (fetched
     once into torch's hub cache), read with ``weights_only=True`` and the
-    allow-list of :mod:`bootmae_mm.compat`, plus ``argparse.Namespace``
-    (reference checkpoints keep their arguments under ``args``).
+    allow-list of :mod:`bootmae_mm.compat`.
 
     Raises:
         FileNotFoundError, RuntimeError, UnsafeCheckpointError: naming the
             file (see :func:`bootmae_mm.compat.safe_torch_load`).
         ValueError: the file holds no dict.
     """
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        ckpt = safe_load_checkpoint(filename)
+    ckpt = safe_load_checkpoint(filename)
     if not isinstance(ckpt, dict):
         raise ValueError(f'{filename} holds a {type(ckpt).__name__}, not a '
                          'checkpoint dict.')
@@ -103,3 +100,25 @@ def checkpoint_state_dict(filename: str, source: str = 'online'
     if source not in SOURCES:
         raise ValueError(f"source='{source}' is not one of {list(SOURCES)}.")
     return converted_state_dict(read_checkpoint(filename), source, filename)
+
+
+def mmengine_layout(ckpt: dict, filename: str = '<checkpoint>') -> dict:
+    """A reference checkpoint in mmengine's layout (``{'state_dict': our
+    key names, 'meta': ...}``: the whole ``BootMAE`` with the target from
+    ``model_ema``, or the ``ImageClassifier``); any other checkpoint as it
+    is. mmengine's loaders apply it, so that ``load_from``,
+    ``mmengine.runner.load_checkpoint`` and mmpretrain's ``get_model``
+    load the published checkpoints instead of finding no key."""
+    kind = checkpoint_kind(ckpt) if isinstance(ckpt, dict) else 'mmengine'
+    if kind == 'mmengine':
+        return ckpt
+    # 'target': the momentum target from model_ema (the online weights
+    # always come from 'model')
+    source = 'target' if kind == 'reference_pretrain' else 'online'
+    state, _ = converted_state_dict(ckpt, source, filename)
+    return dict(state_dict=state,
+                meta=dict(converted_from=f'{kind} checkpoint',
+                          source=filename))
+
+
+register_checkpoint_adapter(mmengine_layout)
