@@ -33,12 +33,13 @@ def _tool(name):
 
 
 def _perturb(model, seed):
-    """Random weights everywhere (LayerNorms included), so that any wrong
-    head count, norm or pooling shows in the outputs."""
+    """Random weights everywhere (LayerNorms included; not the fixed sin-cos
+    position embeddings), so that any wrong head count, norm or pooling
+    shows in the outputs."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for t in list(model.parameters()) + list(model.buffers()):
-            if t.is_floating_point():
+        for name, t in model.state_dict(keep_vars=True).items():
+            if t.is_floating_point() and not name.endswith('pos_embed'):
                 t.add_(0.05 * torch.randn(t.shape, generator=g))
 
 
@@ -175,3 +176,47 @@ def test_export_refuses_to_guess_the_head_count(tool, pretrained_4_heads,
     assert not dst.exists()
     # given, it is used: the export then matches the 4-head model
     assert _tool(tool).main([bare, str(dst), '--num-heads', '4']) == 0
+
+
+def test_export_of_a_reference_checkpoint_takes_its_args(tmp_path):
+    """A reference checkpoint records its model by name (``args.model``):
+    'bootmae_base' has 12 heads. Without ``args`` it is refused."""
+    import argparse
+
+    from bootmae_mm.models.reference_mapping import bootmae_to_reference
+    arch = dict(embed_dims=768, num_layers=1, num_heads=12,
+                feedforward_channels=256)
+    model_cfg = tiny_model_cfg()
+    model_cfg['backbone'] = dict(model_cfg['backbone'], arch=arch,
+                                 patch_size=16)
+    for name in ('pixel_decoder', 'feature_decoder'):
+        model_cfg[name] = dict(model_cfg[name], in_dims=768,
+                               patch_resolution=2, depth=1)
+    model_cfg['pixel_decoder']['patch_size'] = 16
+    model_cfg['pixel_head'] = dict(model_cfg['pixel_head'], patch_size=16)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    _perturb(model, 2)
+    with torch.no_grad():  # the reference has no k bias
+        for layer in model.backbone.layers:
+            layer.attn.qkv.bias[768:1536] = 0
+    ref, ema = bootmae_to_reference(model.state_dict())
+    src = str(tmp_path / 'BootMAE_Base_PT.pth')
+    torch.save({'model': ref, 'model_ema': ema,
+                'args': argparse.Namespace(model='bootmae_base')}, src)
+    dst = str(tmp_path / 'vit.pth')
+    assert _tool('bootmae_to_vit').main([src, dst]) == 0
+    saved = torch.load(dst, weights_only=True)
+    vit = VisionTransformer(**saved['meta']['vit_kwargs'])
+    assert vit.layers[0].attn.num_heads == 12
+    vit.load_state_dict({k[len('backbone.'):]: v for k, v in
+                         saved['state_dict'].items()}, strict=True)
+    vit.eval()
+    ours = _ours(model, 'online')
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (vit(x)[0] - ours(x)[0]).abs().max() <= ATOL
+
+    torch.save({'model': ref, 'model_ema': ema}, src)
+    with pytest.raises(SystemExit, match='--num-heads'):
+        _tool('bootmae_to_vit').main([src, dst])
