@@ -220,3 +220,31 @@ def test_export_of_a_reference_checkpoint_takes_its_args(tmp_path):
     torch.save({'model': ref, 'model_ema': ema}, src)
     with pytest.raises(SystemExit, match='--num-heads'):
         _tool('bootmae_to_vit').main([src, dst])
+
+
+def test_stock_mmpretrain_and_mmseg_models_load_our_checkpoints(
+        pretrained_4_heads, tmp_path):
+    """mmengine's own ``Pretrained`` initializer, in a stock mmpretrain
+    ``VisionTransformer`` and in an mmseg config's backbone
+    (``mmpretrain.VisionTransformer``), loads the raw training checkpoint
+    (``prefix='backbone.'``) and the ``bootmae_to_vit.py`` export."""
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS as SEG_MODELS
+    src, model = pretrained_4_heads
+    dst = str(tmp_path / 'vit.pth')
+    assert _tool('bootmae_to_vit').main([src, dst]) == 0
+    kwargs = torch.load(dst, weights_only=True)['meta']['vit_kwargs']
+    expected = model.backbone.state_dict()
+    for checkpoint in (src, dst):
+        init_cfg = dict(type='Pretrained', checkpoint=checkpoint,
+                        prefix='backbone.')
+        stock = VisionTransformer(**kwargs, init_cfg=init_cfg)
+        stock.init_weights()
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            seg = SEG_MODELS.build(dict(type='mmpretrain.VisionTransformer',
+                                        **kwargs, init_cfg=init_cfg))
+        seg.init_weights()
+        for loaded in (stock.state_dict(), seg.state_dict()):
+            assert loaded.keys() == expected.keys()
+            for k, v in expected.items():
+                assert torch.equal(loaded[k], v), (checkpoint, k)
