@@ -40,6 +40,15 @@ def tiny_finetune():
                 head=dict(num_classes=3, in_channels=64))
 
 
+# ImageClassifier(BootMAEViT) name -> reference fine-tuning name
+REFERENCE_NAMES = [
+    ('backbone.patch_embed.projection.', 'patch_embed.proj.'),
+    ('backbone.ln2.', 'fc_norm.'), ('head.fc.', 'head.'),
+    ('.ffn.layers.0.0.', '.mlp.fc1.'), ('.ffn.layers.1.', '.mlp.fc2.'),
+    ('.ln1.', '.norm1.'), ('.ln2.', '.norm2.'),
+    ('backbone.layers.', 'blocks.'), ('backbone.', '')]
+
+
 def _image():
     return np.random.default_rng(0).integers(0, 256, (240, 300, 3),
                                              np.uint8)
@@ -124,6 +133,26 @@ def test_get_model_and_inferencers_take_a_finetuning_name(tmp_path):
     model = get_model(FT_B, pretrained=path, **tiny_finetune())
     for k, v in source.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
+
+    # the published fine-tuning checkpoint, by name (a local copy)
+    reference = {}
+    for k, v in source.state_dict().items():
+        for old, new in REFERENCE_NAMES:
+            k = k.replace(old, new)
+        if k.endswith('attn.qkv.bias'):  # the reference has q/v biases
+            q, _, v_bias = v.chunk(3)
+            k = k[:-len('qkv.bias')]
+            reference.update({k + 'q_bias': q, k + 'v_bias': v_bias})
+        else:
+            reference[k] = v
+    torch.save({'model': reference, 'epoch': 99},
+               str(tmp_path / 'BootMAE_Base_800_FT.pth'))
+    published = get_model(FT_B, pretrained=True, url_mapping=(
+        RELEASE, str(tmp_path) + '/'), **tiny_finetune())
+    for k, v in source.state_dict().items():
+        if k.endswith('attn.qkv.bias'):
+            v = torch.cat([v[:64], torch.zeros(64), v[128:]])
+        assert torch.equal(published.state_dict()[k], v), k
     result = inference_model(model, _image())
     assert 0 <= result['pred_label'] < 3
     inferencer = ImageClassificationInferencer(model=model, device='cpu')
