@@ -141,6 +141,12 @@ def _load_everything(server, state, finetune, tmp_path):
     got['export'] = {
         k[len('backbone.'):]: v for k, v in
         torch.load(dst, weights_only=True)['state_dict'].items()}
+    # the reference converter
+    config = str(tmp_path / 'tiny.py')
+    Config(dict(model=tiny_model_cfg())).dump(config)
+    tool = load_tool('tools/model_converters/bootmae_official_to_mm.py')
+    assert tool.main([ref_pt, dst, '--config', config]) == 0
+    got['converted'] = torch.load(dst, weights_only=True)['state_dict']
     return got
 
 
@@ -162,6 +168,9 @@ def _check(got, state, finetune):
         assert torch.equal(got['load_from'][k], v), k
     for k, v in got['export'].items():
         assert torch.equal(v, state['backbone.' + k]), k
+    for k, v in state.items():
+        if not k.endswith('qkv.bias'):
+            assert torch.equal(got['converted'][k], v), k
 
 
 def test_checkpoints_load_from_urls_then_from_the_cache(served, hub_dir,
