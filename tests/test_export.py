@@ -248,3 +248,15 @@ def test_stock_mmpretrain_and_mmseg_models_load_our_checkpoints(
             assert loaded.keys() == expected.keys()
             for k, v in expected.items():
                 assert torch.equal(loaded[k], v), (checkpoint, k)
+
+
+def test_an_export_records_its_architecture(pretrained_4_heads, tmp_path,
+                                            capsys):
+    """``bootmae_to_vit.py``'s output (``meta['vit_kwargs']``) exports on
+    to timm without ``--num-heads``."""
+    src, model = pretrained_4_heads
+    vit = str(tmp_path / 'vit.pth')
+    assert _tool('bootmae_to_vit').main([src, vit]) == 0
+    capsys.readouterr()
+    assert _tool('bootmae_to_timm').main([vit, str(tmp_path / 't.pth')]) == 0
+    assert "'num_heads': 4" in capsys.readouterr().out

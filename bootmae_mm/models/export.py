@@ -145,6 +145,28 @@ def _reference_heads(ckpt: dict) -> Optional[int]:
     return None
 
 
+def _recorded_vit_kwargs(ckpt: dict, kind: str, state: dict,
+                         num_heads: Optional[int], filename: str):
+    """``VisionTransformer`` arguments and their origin for a checkpoint
+    without a saved config: an export of ours (``meta['vit_kwargs']``), a
+    reference checkpoint (``args.model``) or ``num_heads``."""
+    meta = ckpt.get('meta')
+    if kind == 'mmengine' and isinstance(meta, dict) and \
+            isinstance(meta.get('vit_kwargs'), dict):
+        return dict(meta['vit_kwargs']), \
+            "meta['vit_kwargs'] (an export of bootmae_to_vit.py)"
+    heads = _reference_heads(ckpt) if kind != 'mmengine' else None
+    if heads is not None:
+        return vit_kwargs_from_state_dict(state, heads), \
+            'the reference arguments (args.model)'
+    if num_heads is None:
+        raise ValueError(
+            f"{filename} records no architecture (no meta['cfg'], no "
+            'reference args) and head counts are not in the weights: give '
+            'the head count with --num-heads.')
+    return vit_kwargs_from_state_dict(state, num_heads), '--num-heads'
+
+
 def load_export_source(filename: str, source: str = 'online',
                        num_heads: Optional[int] = None) -> ExportSource:
     """Read ``filename`` (a path or an ``http(s)://`` URL) and build our
@@ -171,23 +193,15 @@ def load_export_source(filename: str, source: str = 'online',
         if source == 'online' else {}
 
     cfg = _saved_config(ckpt, filename) if kind == 'mmengine' else None
-    recorded = None
     if cfg is not None:
         ours = _model_from_config(cfg, source, filename)
-        recorded, origin = ours.layers[0].attn.num_heads, \
-            f"the saved config (meta['cfg'], model.{cfg.model.type})"
+        origin = f"the saved config (meta['cfg'], model.{cfg.model.type})"
     else:
-        recorded = _reference_heads(ckpt) if kind != 'mmengine' else None
-        origin = "the reference arguments (args.model)"
-        if recorded is None:
-            if num_heads is None:
-                raise ValueError(
-                    f"{filename} records no architecture (no meta['cfg'], "
-                    'no reference args) and head counts are not in the '
-                    'weights: give the head count with --num-heads.')
-            recorded, origin = num_heads, '--num-heads'
         from .backbones import BootMAEViT
-        ours = BootMAEViT(**vit_kwargs_from_state_dict(state, recorded))
+        kwargs, origin = _recorded_vit_kwargs(ckpt, kind, state, num_heads,
+                                              filename)
+        ours = BootMAEViT(**kwargs)
+    recorded = ours.layers[0].attn.num_heads
     if num_heads is not None and num_heads != recorded:
         raise ValueError(f'--num-heads {num_heads} contradicts {filename}: '
                          f'{origin} has {recorded} heads.')
