@@ -157,3 +157,18 @@ def test_get_model_and_inferencers_take_a_finetuning_name(tmp_path):
     assert 0 <= result['pred_label'] < 3
     inferencer = ImageClassificationInferencer(model=model, device='cpu')
     assert inferencer(_image())[0]['pred_label'] == result['pred_label']
+
+
+def test_other_model_checkpoints_pass_through_mmengine_loaders(tmp_path):
+    """A ``{'model': ...}`` checkpoint of another implementation (MAE's
+    names) reaches mmengine as it is: the reference conversion applies to
+    BootMAE's files only."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    mae = {'model': {'mask_token': torch.zeros(1, 1, 8),
+                     'blocks.0.attn.qkv.weight': torch.zeros(24, 8),
+                     'decoder_blocks.0.attn.qkv.weight': torch.zeros(24, 8)}}
+    path = str(tmp_path / 'mae_pretrain_vit_base.pth')
+    torch.save(mae, path)
+    loaded = _load_checkpoint(path, map_location='cpu')
+    assert loaded.keys() == {'model'}
+    assert loaded['model'].keys() == mae['model'].keys()

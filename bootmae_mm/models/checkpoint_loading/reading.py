@@ -108,14 +108,24 @@ def mmengine_layout(ckpt: dict, filename: str = '<checkpoint>') -> dict:
     ``model_ema``, or the ``ImageClassifier``); any other checkpoint as it
     is. mmengine's loaders apply it, so that ``load_from``,
     ``mmengine.runner.load_checkpoint`` and mmpretrain's ``get_model``
-    load the published checkpoints instead of finding no key."""
+    load the published checkpoints instead of finding no key. A
+    ``{'model': ...}`` checkpoint that does not map (another
+    implementation's) is returned as it is, with a warning."""
     kind = checkpoint_kind(ckpt) if isinstance(ckpt, dict) else 'mmengine'
     if kind == 'mmengine':
         return ckpt
     # 'target': the momentum target from model_ema (the online weights
     # always come from 'model')
     source = 'target' if kind == 'reference_pretrain' else 'online'
-    state, _ = converted_state_dict(ckpt, source, filename)
+    from ..reference_mapping import ReferenceMappingError
+    try:
+        state, _ = converted_state_dict(ckpt, source, filename)
+    except ReferenceMappingError as e:
+        # another implementation's {'model': ...} (MAE, BEiT): as it is
+        print_log(f'{filename} is not a BootMAE reference checkpoint, '
+                  f'loaded as it is: {e}', logger='current',
+                  level=logging.WARNING)
+        return ckpt
     return dict(state_dict=state,
                 meta=dict(converted_from=f'{kind} checkpoint',
                           source=filename))
