@@ -10,5 +10,8 @@ compat.apply()
 
 from . import datasets, engine, models  # noqa: E402,F401
 from . import segmentation  # noqa: E402,F401
+from .model_zoo import register_models  # noqa: E402
+
+register_models()
 
 __version__ = '0.1.0'

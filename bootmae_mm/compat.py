@@ -13,13 +13,17 @@ Each shim is small, idempotent and covered by ``tests/test_compat.py``:
    checkpoint needs (``HistoryBuffer`` and numpy arrays / scalars), and that
    names the file and the refused type when a checkpoint carries anything
    else. ``HistoryBuffer`` is also made to pickle without bound-method
-   references so that its state needs no ``getattr``.
+   references so that its state needs no ``getattr``. ``http(s)://``
+   checkpoints (mmengine would ``torch.load`` them with ``weights_only``
+   off) are downloaded once into torch's hub cache, as mmengine does, and
+   read with the same loader.
 3. SciPy >= 1.14 removed ``interp2d``; mmpretrain and mmseg resize relative
    position tables with it. We provide the equivalent bicubic spline.
 4. setuptools >= 81 has no ``pkg_resources``; mmengine needs it to resolve
    ``mmseg::`` / ``mmpretrain::`` config bases. We look packages up with
    ``importlib.metadata`` instead.
 """
+import argparse
 import importlib.util
 import os.path as osp
 import pickle
@@ -100,7 +104,10 @@ def safe_checkpoint_globals() -> list:
     # before numpy 2 (most published ones) name them so
     numpy1_names = [(fn, f'numpy.core.multiarray.{fn.__name__}')
                     for fn in (multiarray._reconstruct, multiarray.scalar)]
-    return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct,
+    # the published reference checkpoints keep their arguments in an
+    # argparse.Namespace (a plain attribute bag: nothing is called)
+    return [argparse.Namespace,
+            HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct,
             multiarray.scalar, *dtype_classes, *numpy1_names,
             (_history_buffer_getattr, 'builtins.getattr')]
 
@@ -152,6 +159,76 @@ def safe_torch_load(filename, map_location='cpu'):
             from None
 
 
+def checkpoint_cache_path(url: str) -> str:
+    """Where an ``http(s)://`` checkpoint is kept: ``<torch hub
+    dir>/checkpoints/<file name of the URL>``, the cache mmengine's and
+    torch's ``load_url`` use."""
+    from urllib.parse import urlparse
+    name = osp.basename(urlparse(url).path)
+    if not name:
+        raise ValueError(f'checkpoint URL {url} names no file.')
+    return osp.join(torch.hub.get_dir(), 'checkpoints', name)
+
+
+def download_checkpoint(url: str) -> str:
+    """The local copy of the checkpoint at ``url``, downloaded (by local
+    rank 0 when distributed; the others wait) unless already cached.
+
+    Raises:
+        RuntimeError: the download failed (names the URL).
+    """
+    import os
+
+    from mmengine.dist import get_dist_info
+    cached = checkpoint_cache_path(url)
+    rank, world_size = get_dist_info()
+    local_rank = int(os.environ.get('LOCAL_RANK', rank))
+    if local_rank == 0 and not osp.isfile(cached):
+        os.makedirs(osp.dirname(cached), exist_ok=True)
+        print(f'Downloading {url} to {cached}', file=sys.stderr)
+        try:
+            # writes a temporary file and renames it when complete
+            torch.hub.download_url_to_file(url, cached, progress=False)
+        except Exception as e:  # URLError, HTTPError, OSError ...
+            raise RuntimeError(f'Could not download checkpoint {url}: {e}'
+                               ) from None
+    if world_size > 1:
+        torch.distributed.barrier()
+    return cached
+
+
+def safe_load_checkpoint(filename, map_location='cpu'):
+    """:func:`safe_torch_load` of a local file or of an ``http(s)://`` URL
+    (see :func:`download_checkpoint`)."""
+    filename = str(filename)
+    if filename.startswith(('http://', 'https://')):
+        filename = download_checkpoint(filename)
+    return safe_torch_load(filename, map_location)
+
+
+# ``(checkpoint, filename) -> checkpoint`` functions that mmengine's loaders
+# (below) apply to what they read: how a checkpoint in another layout (the
+# reference implementation's) reaches mmengine's load_checkpoint, load_from
+# and mmpretrain's get_model in mmengine's layout
+_CHECKPOINT_ADAPTERS = []
+
+
+def register_checkpoint_adapter(adapter) -> None:
+    """Have mmengine's checkpoint loaders apply ``adapter(checkpoint,
+    filename)`` to every checkpoint they read (once per function)."""
+    if adapter not in _CHECKPOINT_ADAPTERS:
+        _CHECKPOINT_ADAPTERS.append(adapter)
+
+
+def mmengine_checkpoint_loader(filename, map_location='cpu'):
+    """mmengine's loader for local files and ``http(s)://`` URLs:
+    :func:`safe_load_checkpoint`, then the registered adapters."""
+    ckpt = safe_load_checkpoint(filename, map_location)
+    for adapter in _CHECKPOINT_ADAPTERS:
+        ckpt = adapter(ckpt, str(filename))
+    return ckpt
+
+
 def _unpickler_reason(err) -> str:
     """The line of torch's weights_only error that names the refused
     global (torch wraps it in a long advice text)."""
@@ -173,7 +250,8 @@ def _install_safe_checkpoint_loading() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     CheckpointLoader.register_scheme(
-        prefixes='', loader=safe_torch_load, force=True)
+        prefixes=('', 'http://', 'https://'),
+        loader=mmengine_checkpoint_loader, force=True)
 
 
 # --------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def tiny_backbone(img_size=32, checkpoint=None, source='online'):
     backbone = MODELS.build(dict(
         type='BootMAEViTSeg', arch=ARCH, img_size=img_size, patch_size=PATCH,
         out_indices=(1, 3),
-        init_cfg=dict(type='Pretrained', checkpoint=str(checkpoint),
+        init_cfg=dict(type='BootMAEPretrained', checkpoint=str(checkpoint),
                       source=source) if checkpoint else None))
     backbone.init_weights()
     backbone.eval()
@@ -272,7 +272,7 @@ def test_checkpoint_key_must_be_set():
     from mmseg.registry import MODELS
     backbone = MODELS.build(dict(
         type='BootMAEViTSeg', arch=ARCH, img_size=32, patch_size=PATCH,
-        init_cfg=dict(type='Pretrained', checkpoint=None),
+        init_cfg=dict(type='BootMAEPretrained', checkpoint=None),
         out_indices=(3, )))
     with pytest.raises(ValueError,
                        match=r'model\.backbone\.init_cfg\.checkpoint'):

@@ -27,8 +27,8 @@ from mmengine.dataset import Compose, default_collate  # noqa: E402
 from mmengine.fileio import get as read_bytes  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401
-from bootmae_mm.models.checkpoint_loading import \
-    checkpoint_state_dict  # noqa: E402
+from bootmae_mm.models.checkpoint_loading import (  # noqa: E402
+    checkpoint_state_dict, load_encoder_state_dict)
 from bootmae_mm.visualization import \
     reconstruction_grid_from_batch  # noqa: E402
 
@@ -77,34 +77,22 @@ def check_image(path: str) -> None:
 
 
 def load_checked(model: torch.nn.Module, filename: str) -> str:
-    """Load the encoder and pixel decoder of ``filename`` into ``model``;
-    fail listing every missing, unexpected or differently shaped key if
-    the checkpoint does not fit the config. Returns the checkpoint kind."""
+    """Load the encoder and pixel decoder of ``filename`` (a path or an
+    ``http(s)://`` URL) into ``model``; fail listing every differently
+    shaped or missing key if the checkpoint does not fit the config.
+    Returns the checkpoint kind."""
     try:
         state, kind = checkpoint_state_dict(filename)
     except Exception as e:
         raise SystemExit(f'Cannot load checkpoint {filename}: {e}')
-    own = {k: v for k, v in model.state_dict().items()
-           if k.startswith(NEEDED)}
-    theirs = {k: v for k, v in state.items()
-              if k.startswith(NEEDED) and isinstance(v, torch.Tensor)}
-    missing = sorted(set(own) - set(theirs))
-    unexpected = sorted(set(theirs) - set(own))
-    shapes = [f'{k}: checkpoint {tuple(theirs[k].shape)} vs config '
-              f'{tuple(own[k].shape)}' for k in sorted(own)
-              if k in theirs and theirs[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        lines = [f'Checkpoint {filename} ({kind}) does not fit the config:']
-        for title, keys in (('shape mismatches', shapes),
-                            ('missing keys', missing),
-                            ('unexpected keys', unexpected)):
-            if keys:
-                lines.append(f'  {len(keys)} {title}:')
-                lines += [f'    {k}' for k in keys[:20]]
-                if len(keys) > 20:
-                    lines.append(f'    ... and {len(keys) - 20} more')
-        raise SystemExit('\n'.join(lines))
-    model.load_state_dict(theirs, strict=False)
+    state = {k: v for k, v in state.items() if k.startswith(NEEDED)}
+    try:
+        load_encoder_state_dict(
+            model, state, f'Checkpoint {filename} ({kind})',
+            resizable=lambda *args: False,
+            required=lambda key: key.startswith(NEEDED), target='the config')
+    except ValueError as e:
+        raise SystemExit(str(e))
     return kind
 
 

@@ -2,6 +2,7 @@ from typing import Sequence
 
 import torch
 from mmengine.logging import MMLogger
+from mmengine.registry import WEIGHT_INITIALIZERS
 from mmpretrain.models.backbones import BEiTViT
 from mmseg.registry import MODELS
 
@@ -14,7 +15,6 @@ _REBUILT_KEYS = ('relative_position_bias_table', 'relative_position_index')
 # layer scales: not in pretraining checkpoints (start at their init value),
 # in the segmentation checkpoints of ours (loaded)
 _LAYER_SCALE_KEYS = ('gamma_1', 'gamma_2')
-_PRETRAINED_TYPES = ('Pretrained', 'BootMAEPretrained')
 
 
 @MODELS.register_module()
@@ -35,11 +35,12 @@ class BootMAEViTSeg(BEiTViT):
     (1-D), the position embedding the patch embedding's lr and, as in the
     reference, the weight decay.
 
-    ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` (or
-    ``type='BootMAEPretrained'``) loads a BootMAE pretraining checkpoint
-    (online encoder; ``source='target'`` in the init_cfg takes the momentum
-    target), an mmpretrain / mmseg checkpoint of this encoder, or a
-    reference checkpoint (see ``bootmae_mm.models.checkpoint_loading``). The absolute position embedding and the
+    ``init_cfg=dict(type='BootMAEPretrained', checkpoint=PATH_OR_URL)``
+    loads a BootMAE pretraining checkpoint (online encoder;
+    ``source='target'`` in the init_cfg takes the momentum target), an
+    mmpretrain / mmseg checkpoint of this encoder, or a reference checkpoint
+    (see ``bootmae_mm.models.checkpoint_loading``), after the rest of the
+    initialization. The absolute position embedding and the
     relative position tables are resized when the grid differs. A
     checkpoint of another architecture is refused with the mismatched keys
     and shapes listed.
@@ -56,7 +57,7 @@ class BootMAEViTSeg(BEiTViT):
             layer scales (reference ``init_values=1``); 0 for none.
             Defaults to 1.0.
         norm_cfg (dict): Defaults to ``dict(type='LN', eps=1e-6)``.
-        init_cfg (dict, optional): ``dict(type='Pretrained',
+        init_cfg (dict, optional): ``dict(type='BootMAEPretrained',
             checkpoint=PATH, source='online')`` or None.
         **kwargs: other ``BEiTViT`` arguments (``frozen_stages``,
             ``drop_rate``, ``interpolate_mode`` ...).
@@ -112,7 +113,7 @@ class BootMAEViTSeg(BEiTViT):
 
     def init_weights(self) -> None:
         pretrained = self.init_cfg if isinstance(self.init_cfg, dict) and \
-            self.init_cfg.get('type') in _PRETRAINED_TYPES else None
+            self.init_cfg.get('type') == 'BootMAEPretrained' else None
         self.init_cfg = None if pretrained else self.init_cfg
         super().init_weights()
         self.init_cfg = pretrained or self.init_cfg
@@ -126,15 +127,8 @@ class BootMAEViTSeg(BEiTViT):
                 for gamma in (layer.gamma_1, layer.gamma_2):
                     if gamma is not None:
                         gamma.fill_(self.layer_scale_init_value)
-        if pretrained:
-            if not pretrained.get('checkpoint'):
-                raise ValueError(
-                    'model.backbone.init_cfg.checkpoint is not set: give the '
-                    'BootMAE checkpoint with --cfg-options model.backbone.'
-                    'init_cfg.checkpoint=PATH (or set model.backbone.'
-                    'init_cfg=None to train from scratch).')
-            self.load_pretrained(pretrained['checkpoint'],
-                                 pretrained.get('source', 'online'))
+        if pretrained:  # calls self.load_pretrained
+            WEIGHT_INITIALIZERS.build(pretrained).load(self)
 
     def load_pretrained(self, filename: str, source: str = 'online'):
         """Load encoder weights from ``filename`` (any supported format;

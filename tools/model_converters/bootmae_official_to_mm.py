@@ -25,7 +25,7 @@ import sys
 import torch
 
 import bootmae_mm  # noqa: F401  (registers our modules, applies shims)
-from bootmae_mm.compat import safe_torch_load
+from bootmae_mm.compat import safe_load_checkpoint
 from bootmae_mm.models.reference_mapping import (ReferenceMappingError,
                                                   reference_finetune_to_vit,
                                                   reference_to_bootmae)
@@ -40,7 +40,8 @@ KNOWN = {
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='reference checkpoint (.pth)')
+    parser.add_argument('src', help='reference checkpoint (.pth, a path '
+                        'or an http(s):// URL)')
     parser.add_argument('dst', help='output checkpoint')
     parser.add_argument(
         '--config',
@@ -50,8 +51,7 @@ def parse_args(argv=None):
 
 
 def load_reference(path):
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        ckpt = safe_torch_load(path)
+    ckpt = safe_load_checkpoint(path)  # a file or an http(s):// URL
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict):
         raise ReferenceMappingError(
             f'{path}: expected a reference checkpoint, a dict with the '

@@ -13,10 +13,13 @@ mlp.fc1, mlp.fc2}``, ``norm`` (final norm, pretraining encoders) or
 ``head`` (fine-tuned classifiers). The printed line gives the
 ``create_model`` arguments it fits.
 
-Before saving, the state dict is loaded strictly into the timm model and
-its ``forward_features`` (and pooled features) on random input are
-compared with our ``BootMAEViT`` loaded from SRC (max abs difference <=
---atol).
+The architecture (heads, depth, width, patch size) is the one SRC records
+(its saved config ``meta['cfg']``, or a reference checkpoint's
+``args.model``); a checkpoint that records no head count needs
+``--num-heads``. Before saving, the state dict is loaded strictly into the
+timm model and its ``forward_features`` (and pooled features) on random
+input are compared with our model built from SRC's recorded architecture
+and loaded from SRC (max abs difference <= --atol).
 """
 import argparse
 import os
@@ -27,11 +30,8 @@ import sys
 import torch
 
 import bootmae_mm  # noqa: F401  (registers our modules, applies shims)
-from bootmae_mm.models.checkpoint_loading import (SOURCES,
-                                                  checkpoint_state_dict,
-                                                  encoder_state_dict,
-                                                  load_bootmae_encoder,
-                                                  vit_kwargs_from_state_dict)
+from bootmae_mm.models.checkpoint_loading import SOURCES
+from bootmae_mm.models.export import load_export_source
 
 # mmpretrain VisionTransformer name -> timm VisionTransformer name
 _TOP = {
@@ -79,7 +79,7 @@ def to_timm(state):
 
 def timm_kwargs(vit_kwargs, num_classes=0):
     """``timm.create_model`` keyword arguments for an encoder built with
-    ``vit_kwargs`` (see ``vit_kwargs_from_state_dict``)."""
+    ``vit_kwargs`` (see ``bootmae_mm.models.export.vit_kwargs_of``)."""
     arch = vit_kwargs['arch']
     pooled = vit_kwargs['out_type'] == 'avg_featmap'
     if pooled and vit_kwargs['final_norm']:
@@ -101,16 +101,15 @@ def timm_kwargs(vit_kwargs, num_classes=0):
 
 
 def build(src, source='online', model_name=None, num_heads=None):
-    """(ours, timm_model, timm_state, create_model kwargs, name)."""
+    """(ours, timm_model, timm_state, create_model kwargs, name): our
+    encoder built from the architecture ``src`` records and loaded from it,
+    and the timm model loaded strictly with the exported weights."""
     import timm
-
-    from bootmae_mm.models.backbones import BootMAEViT
-    state, _ = encoder_state_dict(src, source)
-    vit_kwargs = vit_kwargs_from_state_dict(state, num_heads)
-    if source == 'online':
-        full, _ = checkpoint_state_dict(src, source)
-        state = dict(state, **{k: v for k, v in full.items()
-                               if k.startswith('head.fc.')})
+    ours, state, head, vit_kwargs, origin = load_export_source(
+        src, source, num_heads)
+    print(f'{src}: architecture from {origin}: {vit_kwargs}')
+    state = dict(state, **{k: v for k, v in head.items()
+                           if k.startswith('head.fc.')})
     num_classes = state['head.fc.weight'].shape[0] \
         if 'head.fc.weight' in state else 0
     kwargs = timm_kwargs(vit_kwargs, num_classes)
@@ -119,9 +118,6 @@ def build(src, source='online', model_name=None, num_heads=None):
     model = timm.create_model(name, pretrained=False, **kwargs)
     timm_state = to_timm(state)
     model.load_state_dict(timm_state, strict=True)
-    ours = BootMAEViT(**vit_kwargs)
-    load_bootmae_encoder(ours, src, source)
-    ours.eval()  # (mmpretrain backbones' train() returns None)
     model.eval()
     return ours, model, timm_state, kwargs, name
 
@@ -132,7 +128,8 @@ def max_difference(ours, model, kwargs, batch=2, seed=0):
     of the pooled (fc_norm) features."""
     g = torch.Generator().manual_seed(seed)
     size = kwargs['img_size']
-    x = torch.randn(batch, 3, size, size, generator=g)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    x = torch.randn(batch, 3, *size, generator=g)
     tokens = ours.encode(x)[0]  # all tokens, after the final norm if any
     theirs = model.forward_features(x)
     diff = (tokens - theirs).abs().max().item()
@@ -166,7 +163,8 @@ def parse_args(argv=None):
     parser.add_argument('--model-name', default=None,
                         help='timm model name (default: from the width)')
     parser.add_argument('--num-heads', type=int, default=None,
-                        help='attention heads (default: width // 64)')
+                        help='attention heads, for a checkpoint that '
+                        "records none (no meta['cfg'], no reference args)")
     parser.add_argument('--atol', type=float, default=1e-5,
                         help='largest output difference accepted')
     return parser.parse_args(argv)
@@ -174,8 +172,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    diff, name, kwargs = convert(args.src, args.dst, args.source,
-                                 args.model_name, args.num_heads, args.atol)
+    try:
+        diff, name, kwargs = convert(args.src, args.dst, args.source,
+                                     args.model_name, args.num_heads,
+                                     args.atol)
+    except (ValueError, KeyError) as e:
+        raise SystemExit(f'bootmae_to_timm: {e}')
     print(f'{args.dst}: timm.create_model({name!r}, pretrained=False, '
           f'**{kwargs}); outputs match ours (max abs difference '
           f'{diff:.3g}).')

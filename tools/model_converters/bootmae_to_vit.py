@@ -14,9 +14,14 @@ classifiers are saved; ``meta['vit_kwargs']`` records the
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``
 loads it.
 
-Before saving, the encoder is loaded strictly into a stock mmpretrain
-``VisionTransformer`` and its output on random input is compared with that
-of our ``BootMAEViT`` loaded from SRC (max abs difference <= --atol).
+The architecture (heads, depth, width, patch size) is the one SRC records:
+its saved config (``meta['cfg']``, written by every mmengine run) or, for a
+reference checkpoint, its ``args.model``. A checkpoint that records no head
+count needs ``--num-heads`` (head counts are not in the weights); nothing is
+guessed. Before saving, the encoder is loaded strictly into a stock
+mmpretrain ``VisionTransformer`` and its output on random input is compared
+with that of our model built from SRC's recorded architecture and loaded
+from SRC (max abs difference <= --atol).
 """
 import argparse
 import os
@@ -26,11 +31,8 @@ import sys
 import torch
 
 import bootmae_mm  # noqa: F401  (registers our modules, applies shims)
-from bootmae_mm.models.checkpoint_loading import (SOURCES,
-                                                  checkpoint_state_dict,
-                                                  encoder_state_dict,
-                                                  load_bootmae_encoder,
-                                                  vit_kwargs_from_state_dict)
+from bootmae_mm.models.checkpoint_loading import SOURCES
+from bootmae_mm.models.export import load_export_source
 
 
 def parse_args(argv=None):
@@ -40,50 +42,50 @@ def parse_args(argv=None):
     parser.add_argument('--source', choices=list(SOURCES), default='online',
                         help='online encoder (default) or momentum target')
     parser.add_argument('--num-heads', type=int, default=None,
-                        help='attention heads (default: width // 64)')
+                        help='attention heads, for a checkpoint that '
+                        "records none (no meta['cfg'], no reference args)")
     parser.add_argument('--atol', type=float, default=1e-5,
                         help='largest output difference accepted')
     return parser.parse_args(argv)
 
 
 def build_encoders(src, source, num_heads=None):
-    """(ours, stock, state, kwargs): our ``BootMAEViT`` loaded from ``src``
-    with our loader, and a stock ``VisionTransformer`` of the same arch
-    loaded strictly with the converted weights."""
+    """(ours, stock, state, kwargs, head): our encoder built from the
+    architecture ``src`` records and loaded from it, a stock
+    ``VisionTransformer`` of the same arch loaded strictly with the
+    exported weights, and a fine-tuned classifier's ``head.*``."""
     from mmpretrain.models import VisionTransformer
-
-    from bootmae_mm.models.backbones import BootMAEViT
-    state, _ = encoder_state_dict(src, source)
-    kwargs = vit_kwargs_from_state_dict(state, num_heads)
-    ours = BootMAEViT(**kwargs)
-    load_bootmae_encoder(ours, src, source)
+    ours, state, head, kwargs, origin = load_export_source(src, source,
+                                                           num_heads)
+    print(f'{src}: architecture from {origin}: {kwargs}')
     stock = VisionTransformer(**kwargs)
     stock.load_state_dict(state, strict=True)
-    ours.eval()  # (mmpretrain backbones' train() returns None)
-    stock.eval()
-    return ours, stock, state, kwargs
+    stock.eval()  # (mmpretrain backbones' train() returns None)
+    return ours, stock, state, kwargs, head
+
+
+def _pair(size):
+    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 @torch.no_grad()
 def max_difference(a, b, kwargs, batch=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    size = kwargs['img_size']
-    x = torch.randn(batch, 3, size, size, generator=g)
+    x = torch.randn(batch, 3, *_pair(kwargs['img_size']), generator=g)
     return max((oa - ob).abs().max().item()
                for oa, ob in zip(a(x), b(x)))
 
 
 def convert(src, dst, source='online', num_heads=None, atol=1e-5):
     """Convert, verify and save; returns the max output difference."""
-    ours, stock, state, kwargs = build_encoders(src, source, num_heads)
+    ours, stock, state, kwargs, head = build_encoders(src, source,
+                                                      num_heads)
     diff = max_difference(ours, stock, kwargs)
     if not diff <= atol:
         raise RuntimeError(f'the mmpretrain VisionTransformer differs from '
                            f'ours by {diff:.3g} > {atol}; not saved.')
     out = {f'backbone.{k}': v.contiguous() for k, v in state.items()}
-    if source == 'online':
-        full, _ = checkpoint_state_dict(src, source)
-        out.update({k: v for k, v in full.items() if k.startswith('head.')})
+    out.update(head)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     torch.save(dict(state_dict=out,
                     meta=dict(source=f'{src} ({source} encoder)',
@@ -93,8 +95,11 @@ def convert(src, dst, source='online', num_heads=None, atol=1e-5):
 
 def main(argv=None):
     args = parse_args(argv)
-    diff = convert(args.src, args.dst, args.source, args.num_heads,
-                   args.atol)
+    try:
+        diff = convert(args.src, args.dst, args.source, args.num_heads,
+                       args.atol)
+    except (ValueError, KeyError) as e:
+        raise SystemExit(f'bootmae_to_vit: {e}')
     print(f'{args.dst}: mmpretrain VisionTransformer, outputs match ours '
           f'(max abs difference {diff:.3g}).')
     return 0

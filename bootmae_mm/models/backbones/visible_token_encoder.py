@@ -1,6 +1,7 @@
 """The BootMAE encoder contract (:mod:`.encoder_contract`) for mmpretrain's
 ViT family, as a mixin put before the ViT class."""
 import copy
+import inspect
 from typing import Optional
 
 import numpy as np
@@ -69,7 +70,11 @@ class VisibleTokenEncoderMixin:
         mask = args[0] if args else kwargs.get('mask')
         if torch.is_tensor(mask):
             return self.encode(x, *args, **kwargs)
-        return super().forward(x, *args, **kwargs)
+        stock_forward = super().forward
+        if mask is None and 'mask' in kwargs and 'mask' not in \
+                inspect.signature(stock_forward).parameters:
+            del kwargs['mask']  # ``mask=None``: no masking, as stock
+        return stock_forward(x, *args, **kwargs)
 
     def _block_args(self, ids: Optional[torch.Tensor]) -> tuple:
         """Extra arguments of every block for the tokens kept (cls first,

@@ -24,7 +24,8 @@ model = dict(
         layer_scale_init_value=1.0,  # the reference's init_values=1
         # set with --cfg-options model.backbone.init_cfg.checkpoint=PATH;
         # source='target' takes the momentum target encoder instead
-        init_cfg=dict(type='Pretrained', checkpoint=None, source='online')),
+        init_cfg=dict(type='BootMAEPretrained', checkpoint=None,
+                      source='online')),
     neck=dict(type='Feature2Pyramid', embed_dim=768, rescales=[4, 2, 1, 0.5],
               norm_cfg=norm_cfg),
     decode_head=dict(
