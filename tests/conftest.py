@@ -12,7 +12,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 import pytest
 
-from helpers import make_image_folder
+from helpers.image_folder import make_image_folder
 
 
 @pytest.fixture

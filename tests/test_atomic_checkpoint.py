@@ -16,7 +16,8 @@ import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.engine.atomic_backend import (AtomicLocalBackend,
                                               read_last_checkpoint)
-from toy_runner import REPO_ROOT, build_toy_runner
+from helpers.repo import REPO_ROOT
+from helpers.toy_runner import build_toy_runner
 
 ATOMIC = dict(backend='atomic_local')
 
@@ -128,8 +129,8 @@ def test_runner_keeps_last_k(tmp_path, keep):
 
 def _toy(work_dir, *args):
     env = dict(os.environ, PYTHONPATH=REPO_ROOT)
-    return [sys.executable, osp.join(REPO_ROOT, 'tests', 'toy_runner.py'),
-            str(work_dir), *args], env
+    script = osp.join(REPO_ROOT, 'tests', 'helpers', 'toy_runner.py')
+    return [sys.executable, script, str(work_dir), *args], env
 
 
 def test_sigkill_during_save_then_resume(tmp_path):

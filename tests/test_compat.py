@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import bootmae_mm  # noqa: F401  (applies the shims)
 from bootmae_mm.compat import (UnsafeCheckpointError, has_compiled_mmcv_ops,
                                safe_torch_load)
-from helpers import run_tool
+from helpers.repo import run_tool
 
 lite_only = pytest.mark.skipif(
     has_compiled_mmcv_ops(), reason='full mmcv installed: shim inactive')

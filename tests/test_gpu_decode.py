@@ -15,7 +15,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 import bootmae_mm  # noqa: F401
-from helpers import load_tool
+from helpers.repo import load_tool
 from mmpretrain.registry import MODELS, TRANSFORMS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,8 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
 
-from bootmae_tiny import make_data_samples, random_mask, tiny_model_cfg
+from helpers.bootmae import (data_samples_with_masks, random_patch_mask,
+                             tiny_bootmae_cfg)
 
 import bootmae_mm  # noqa: F401
 
@@ -27,7 +28,7 @@ DECAY = 0.9
 
 
 def _model_cfg(with_cp=False, compile=False):
-    cfg = copy.deepcopy(tiny_model_cfg(compile=compile))
+    cfg = copy.deepcopy(tiny_bootmae_cfg(compile=compile))
     cfg['backbone']['with_cp'] = with_cp
     return cfg
 
@@ -48,8 +49,8 @@ def _batches(n=2, batch=4):
     g = torch.Generator().manual_seed(1)
     return [dict(inputs=torch.randint(0, 256, (batch, 3, 32, 32),
                                       dtype=torch.uint8, generator=g),
-                 data_samples=make_data_samples(
-                     [random_mask(g) for _ in range(batch)]))
+                 data_samples=data_samples_with_masks(
+                     [random_patch_mask(g) for _ in range(batch)]))
             for _ in range(n)]
 
 
