@@ -10,8 +10,12 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import bootmae_mm  # noqa: F401
-from helpers.bootmae import (GRID, NUM_MASKED, TINY_ARCH,
-                             data_samples_with_masks)
+from helpers.bootmae import (
+    GRID,
+    NUM_MASKED,
+    TINY_ARCH,
+    data_samples_with_masks,
+)
 from helpers.repo import REPO_ROOT
 
 CFG_DIR = osp.join(REPO_ROOT, 'projects', 'bootmae_ablations', 'configs')

@@ -14,8 +14,10 @@ from mmengine.fileio import get_file_backend
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import safe_torch_load
-from bootmae_mm.engine.atomic_backend import (AtomicLocalBackend,
-                                              read_last_checkpoint)
+from bootmae_mm.engine.atomic_backend import (
+    AtomicLocalBackend,
+    read_last_checkpoint,
+)
 from helpers.repo import REPO_ROOT
 from helpers.toy_runner import build_toy_runner
 
@@ -71,6 +73,7 @@ def test_fsdp_checkpoint_is_renamed_into_place_when_complete(
     save runs in tests/test_distributed.py): the previous checkpoint
     survives the kill, the complete one replaces it."""
     from mmengine._strategy import FSDPStrategy
+
     from bootmae_mm.engine.atomic_fsdp_strategy import AtomicFSDPStrategy
     target = tmp_path / 'iter_4.pth'
     target.write_bytes(b'previous complete checkpoint')

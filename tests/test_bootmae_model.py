@@ -7,13 +7,21 @@ from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.models.losses import (center_weighted_mask,
-                                      normalize_per_patch, patchify,
-                                      weighted_masked_mse)
+from bootmae_mm.models.losses import (
+    center_weighted_mask,
+    normalize_per_patch,
+    patchify,
+    weighted_masked_mse,
+)
 from bootmae_mm.models.utils import sincos_pos_embed
-from helpers.bootmae import (GRID, NUM_MASKED, TINY_ARCH,
-                             data_samples_with_masks, random_patch_mask,
-                             tiny_bootmae_cfg)
+from helpers.bootmae import (
+    GRID,
+    NUM_MASKED,
+    TINY_ARCH,
+    data_samples_with_masks,
+    random_patch_mask,
+    tiny_bootmae_cfg,
+)
 
 
 def build_encoder(**kwargs):

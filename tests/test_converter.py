@@ -13,14 +13,19 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.models.reference_mapping import (ReferenceMappingError,
-                                                  bootmae_to_reference,
-                                                  reference_finetune_to_vit,
-                                                  reference_to_bootmae)
+from bootmae_mm.models.reference_mapping import (
+    ReferenceMappingError,
+    bootmae_to_reference,
+    reference_finetune_to_vit,
+    reference_to_bootmae,
+)
 from helpers.bootmae import data_samples_with_masks
 from helpers.repo import REPO_ROOT, load_tool, run_tool
-from reference_bootmae import (ReferenceBootMAE, reference_losses,
-                               reference_sincos)
+from reference_bootmae import (
+    ReferenceBootMAE,
+    reference_losses,
+    reference_sincos,
+)
 
 # every parameter name and shape of the reference checkpoints (a copy of
 # the project's shared/reference/official_bootmae_keys.json)

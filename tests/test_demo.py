@@ -32,7 +32,10 @@ def _small_data(root):
 def test_demo_data_imagenet_layout_deterministic_idempotent(tmp_path):
     from mmpretrain.datasets import CustomDataset
 
-    from bootmae_mm.datasets.demo_pictures import DEMO_CLASSES, make_demo_dataset
+    from bootmae_mm.datasets.demo_pictures import (
+        DEMO_CLASSES,
+        make_demo_dataset,
+    )
     root = str(tmp_path / 'demo')
     make_demo_dataset(root, num_train=3, num_val=2, img_size=32)
     for split, count in (('train', 3), ('val', 2)):
@@ -74,14 +77,16 @@ def test_reconstruction_denormalizes_per_patch_and_pastes(monkeypatch):
     """With a decoder that predicts exactly the per-patch normalized target,
     the de-normalized prediction is the original image; the pasted image
     keeps visible patches and takes masked ones from the prediction."""
-    import bootmae_mm  # noqa: F401
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
 
+    import bootmae_mm  # noqa: F401
     from bootmae_mm.models.losses import normalize_per_patch, patchify
-    from bootmae_mm.visualization import (_unpatchify,
-                                          make_reconstruction_grid,
-                                          reconstruct)
+    from bootmae_mm.visualization import (
+        _unpatchify,
+        make_reconstruction_grid,
+        reconstruct,
+    )
     cfg = Config.fromfile(DEMO_CONFIG)
     model = MODELS.build(cfg.model).eval()
     imgs = torch.randn(2, 3, 64, 64)

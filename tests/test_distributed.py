@@ -8,8 +8,11 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from helpers.demo_pretrain import (load_checkpoint, run_train_tool,
-                                   write_tiny_demo_config)
+from helpers.demo_pretrain import (
+    load_checkpoint,
+    run_train_tool,
+    write_tiny_demo_config,
+)
 from helpers.repo import REPO_ROOT, free_port
 
 # Imported by the configs (custom_imports): every rank records the samples

@@ -9,8 +9,12 @@ import torch
 
 from bootmae_mm.datasets import ResumableSampler, SeededDataset
 from bootmae_mm.datasets.demo_pictures import make_demo_dataset
-from helpers.demo_pretrain import (flatten_tensors, load_checkpoint,
-                                   run_train_tool, write_tiny_demo_config)
+from helpers.demo_pretrain import (
+    flatten_tensors,
+    load_checkpoint,
+    run_train_tool,
+    write_tiny_demo_config,
+)
 from helpers.repo import REPO_ROOT
 
 

@@ -17,10 +17,12 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
 
-from helpers.bootmae import (data_samples_with_masks, random_patch_mask,
-                             tiny_bootmae_cfg)
-
 import bootmae_mm  # noqa: F401
+from helpers.bootmae import (
+    data_samples_with_masks,
+    random_patch_mask,
+    tiny_bootmae_cfg,
+)
 
 CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                   'configs', 'bootmae_vit-b_800e.py')
@@ -250,7 +252,7 @@ def test_benchmark_pretrain_prints_one_json_line(capsys):
     """tools/benchmark_pretrain.py times the config's real step (here a
     DeiT-tiny-sized encoder on the ViT-B config's 224 px images and masks)
     and takes ``--cfg-options`` like tools/train.py."""
-    from helpers import load_tool
+    from helpers.repo import load_tool
     module = load_tool('tools/benchmark_pretrain.py')
     capsys.readouterr()
     module.main([CONFIG, '--arch', 'deit-t', '--device', 'cpu',

@@ -65,9 +65,10 @@ def build_toy_runner(work_dir, max_iters=6, interval=2, max_keep_ckpts=3,
     """A Runner training the toy model for ``max_iters`` iterations with a
     checkpoint every ``interval`` iterations, and the default runtime's
     hooks, backend and randomness."""
-    import bootmae_mm  # noqa: F401
     from mmengine.config import Config
     from mmengine.runner import Runner
+
+    import bootmae_mm  # noqa: F401
     cfg = Config.fromfile(DEFAULT_RUNTIME)
     cfg.default_hooks.checkpoint.update(
         by_epoch=False, interval=interval, max_keep_ckpts=max_keep_ckpts)
