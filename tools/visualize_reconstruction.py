@@ -27,10 +27,8 @@ from mmengine.dataset import Compose, default_collate  # noqa: E402
 from mmengine.fileio import get as read_bytes  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401
-from bootmae_mm.models.checkpoint_loading import \
-    checkpoint_state_dict  # noqa: E402
-from bootmae_mm.visualization import \
-    reconstruction_grid_from_batch  # noqa: E402
+from bootmae_mm.models.checkpoint_loading import checkpoint_state_dict  # noqa: E402
+from bootmae_mm.visualization import reconstruction_grid_from_batch  # noqa: E402
 
 # the parts of BootMAE a reconstruction runs through
 NEEDED = ('backbone.', 'pixel_decoder.')
@@ -115,8 +113,8 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     check_image(args.image)
 
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model = MODELS.build(cfg.model)
     kind = load_checked(model, args.checkpoint)

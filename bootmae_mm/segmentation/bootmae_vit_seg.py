@@ -29,8 +29,9 @@ class BootMAEViTSeg(BEiTViT):
     ``type='BootMAEPretrained'``) loads a BootMAE pretraining checkpoint
     (online encoder; ``source='target'`` in the init_cfg takes the momentum
     target), an mmpretrain / mmseg checkpoint of this encoder, or a
-    reference checkpoint (see ``bootmae_mm.models.checkpoint_loading``). The absolute position embedding and the
-    relative position tables are resized when the grid differs. A
+    reference checkpoint (see ``bootmae_mm.models.checkpoint_loading``).
+    The absolute position embedding and the relative position tables are
+    resized when the grid differs. A
     checkpoint of another architecture is refused with the mismatched keys
     and shapes listed.
 

@@ -26,11 +26,13 @@ import sys
 import torch
 
 import bootmae_mm  # noqa: F401  (registers our modules, applies shims)
-from bootmae_mm.models.checkpoint_loading import (SOURCES,
-                                                  checkpoint_state_dict,
-                                                  encoder_state_dict,
-                                                  load_bootmae_encoder,
-                                                  vit_kwargs_from_state_dict)
+from bootmae_mm.models.checkpoint_loading import (
+    SOURCES,
+    checkpoint_state_dict,
+    encoder_state_dict,
+    load_bootmae_encoder,
+    vit_kwargs_from_state_dict,
+)
 
 
 def parse_args(argv=None):

@@ -12,8 +12,7 @@ import torch
 from mmpretrain.models import MAE
 from mmpretrain.registry import MODELS
 
-from bootmae_mm.models.algorithms.momentum_target import \
-    MomentumTargetMixin
+from bootmae_mm.models.algorithms.momentum_target import MomentumTargetMixin
 from bootmae_mm.models.utils import gather_tokens
 
 
