@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-import bootmae_mm  # noqa: F401
+import bootmae_mm.segmentation  # noqa: F401  (registers BootMAEViTSeg)
 from bootmae_mm.compat import safe_torch_load
 from helpers.bootmae import tiny_bootmae_cfg
 from helpers.repo import REPO_ROOT, load_tool
