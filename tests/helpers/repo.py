@@ -24,7 +24,7 @@ def tool_env(extra=None):
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         [REPO_ROOT] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-    env.setdefault('PYTHON', sys.executable)
+    env['PYTHON'] = sys.executable
     env.update(extra or {})
     return env
 
