@@ -1,15 +1,17 @@
 """bootmae-mm: BootMAE (ECCV 2022) for MMEngine / mmpretrain / mmsegmentation.
 
 Importing this package (``custom_imports=dict(imports=['bootmae_mm'])``)
-applies the stack's compatibility shims and registers every component in
-mmpretrain's registries (and mmseg's for the segmentation parts).
+applies the stack's compatibility shims and registers the pretraining and
+classification components in mmpretrain's registries. It does not import
+mmseg: the segmentation parts live in ``bootmae_mm.segmentation``, which the
+segmentation configs import themselves
+(``custom_imports=dict(imports=['bootmae_mm.segmentation'])``).
 """
 from . import compat
 
 compat.apply()
 
 from . import datasets, engine, models  # noqa: E402,F401
-from . import segmentation  # noqa: E402,F401
 from .model_zoo import register_models  # noqa: E402
 
 register_models()

@@ -8,7 +8,6 @@ _base_ = [
 ]
 
 custom_hooks = [
-    dict(type='NonFiniteLossHook'),
     # EMA 0.999 -> 0.9999 over 100 epochs, then dynamic to 0.99999 by 400
     dict(
         type='MomentumTargetHook',

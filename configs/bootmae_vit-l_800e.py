@@ -25,7 +25,6 @@ param_scheduler = [
         convert_to_iter_based=True),
 ]
 custom_hooks = [
-    dict(type='NonFiniteLossHook'),
     dict(
         type='MomentumTargetHook',
         start=0.999,

@@ -1,5 +1,7 @@
-"""Shared fixtures; the generators behind them live in ``tests/helpers.py``."""
+"""Shared fixtures; the generators behind them live in ``tests/helpers/``."""
 import os
+
+import pytest
 
 # The tests use tiny models: one intra-op thread each is fastest, and keeps
 # the subprocess tests (2 training processes on 2 cores) from oversubscribing
@@ -9,10 +11,9 @@ os.environ.setdefault('MKL_NUM_THREADS', '1')
 
 import torch  # noqa: E402
 
-torch.set_num_threads(1)
-import pytest
+from helpers.image_folder import make_image_folder  # noqa: E402
 
-from helpers import make_image_folder
+torch.set_num_threads(1)
 
 
 @pytest.fixture

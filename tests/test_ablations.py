@@ -10,8 +10,13 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import bootmae_mm  # noqa: F401
-from bootmae_tiny import GRID, NUM_MASKED, TINY_ARCH, make_data_samples
-from helpers import REPO_ROOT
+from helpers.bootmae import (
+    GRID,
+    NUM_MASKED,
+    TINY_ARCH,
+    data_samples_with_masks,
+)
+from helpers.repo import REPO_ROOT
 
 CFG_DIR = osp.join(REPO_ROOT, 'projects', 'bootmae_ablations', 'configs')
 
@@ -39,7 +44,8 @@ def one_step(model):
     masks = torch.zeros(2, GRID * GRID)
     for m in masks:
         m[torch.randperm(GRID * GRID, generator=g)[:NUM_MASKED]] = 1
-    losses = model.loss(imgs, make_data_samples(masks.view(2, GRID, GRID)))
+    losses = model.loss(
+        imgs, data_samples_with_masks(masks.view(2, GRID, GRID)))
     total = sum(v for k, v in losses.items() if k.startswith('loss'))
     total.backward()
     assert torch.isfinite(total)

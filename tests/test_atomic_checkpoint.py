@@ -14,9 +14,12 @@ from mmengine.fileio import get_file_backend
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import safe_torch_load
-from bootmae_mm.engine.atomic_backend import (AtomicLocalBackend,
-                                              read_last_checkpoint)
-from toy_runner import REPO_ROOT, build_toy_runner
+from bootmae_mm.engine.atomic_backend import (
+    AtomicLocalBackend,
+    read_last_checkpoint,
+)
+from helpers.repo import REPO_ROOT
+from helpers.toy_runner import build_toy_runner
 
 ATOMIC = dict(backend='atomic_local')
 
@@ -70,6 +73,7 @@ def test_fsdp_checkpoint_is_renamed_into_place_when_complete(
     save runs in tests/test_distributed.py): the previous checkpoint
     survives the kill, the complete one replaces it."""
     from mmengine._strategy import FSDPStrategy
+
     from bootmae_mm.engine.atomic_fsdp_strategy import AtomicFSDPStrategy
     target = tmp_path / 'iter_4.pth'
     target.write_bytes(b'previous complete checkpoint')
@@ -128,8 +132,8 @@ def test_runner_keeps_last_k(tmp_path, keep):
 
 def _toy(work_dir, *args):
     env = dict(os.environ, PYTHONPATH=REPO_ROOT)
-    return [sys.executable, osp.join(REPO_ROOT, 'tests', 'toy_runner.py'),
-            str(work_dir), *args], env
+    script = osp.join(REPO_ROOT, 'tests', 'helpers', 'toy_runner.py')
+    return [sys.executable, script, str(work_dir), *args], env
 
 
 def test_sigkill_during_save_then_resume(tmp_path):

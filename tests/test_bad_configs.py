@@ -4,8 +4,8 @@ import os.path as osp
 
 import pytest
 
-from helpers import REPO_ROOT, load_tool
-from tiny_pretrain import write_tiny_config
+from helpers.demo_pretrain import write_tiny_demo_config
+from helpers.repo import REPO_ROOT, load_tool
 
 MASK = 'train_dataloader.dataset.dataset.pipeline.3.'
 CASES = {
@@ -30,10 +30,10 @@ CASES = {
         ['model.feature_weight=-0.5'], ValueError, 'model.feature_weight',
         'feature_weight=-0.5 must be >= 0'),
     'EMA decay 1': (
-        ['custom_hooks.1.base=1.0'], ValueError, 'custom_hooks[1].base',
+        ['custom_hooks.0.base=1.0'], ValueError, 'custom_hooks[0].base',
         'an EMA decay must lie in (0, 1)'),
     'EMA decay 0': (
-        ['custom_hooks.1.start=0.0'], ValueError, 'custom_hooks[1].start',
+        ['custom_hooks.0.start=0.0'], ValueError, 'custom_hooks[0].start',
         'an EMA decay must lie in (0, 1)'),
     'model and transform disagree on the mask': (
         ['model.num_masking_patches=10'], ValueError,
@@ -46,8 +46,9 @@ CASES = {
 @pytest.fixture(scope='module')
 def tiny_config(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('bad_configs')
-    return write_tiny_config(tmp / 'tiny.py', tmp / 'data', num_workers=0,
-                             persistent=False, max_epochs=2)
+    return write_tiny_demo_config(tmp / 'tiny.py', tmp / 'data',
+                                  num_workers=0, persistent=False,
+                                  max_epochs=2)
 
 
 @pytest.mark.parametrize('case', list(CASES))
@@ -55,8 +56,9 @@ def test_bad_config_names_the_key(case, tiny_config, tmp_path):
     options, error, key, words = CASES[case]
     work_dir = tmp_path / 'work'
     with pytest.raises(error) as err:
-        load_tool('tools/train.py').main([tiny_config, '--work-dir', str(work_dir),
-                       '--cfg-options', *options])
+        load_tool('tools/train.py').main(
+            [tiny_config, '--work-dir', str(work_dir), '--cfg-options',
+             *options])
     msg = str(err.value)
     assert msg.startswith(key + ' in ' + tiny_config + ':'), msg
     assert words in msg, msg
@@ -70,10 +72,9 @@ def test_missing_data_root_is_named(tmp_path):
     config = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
     missing = str(tmp_path / 'no_imagenet')
     with pytest.raises(FileNotFoundError) as err:
-        load_tool('tools/train.py').main([config, '--work-dir', str(tmp_path / 'work'),
-                       '--cfg-options',
-                       f'train_dataloader.dataset.dataset.data_root={missing}'
-                       ])
+        load_tool('tools/train.py').main(
+            [config, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+             f'train_dataloader.dataset.dataset.data_root={missing}'])
     msg = str(err.value)
     assert msg.startswith('train_dataloader.dataset.dataset.data_root: '
                           f'dataset folder "{missing}" does not exist'), msg
@@ -83,8 +84,9 @@ def test_missing_data_root_is_named(tmp_path):
 def test_test_tool_checks_only_the_test_data(tmp_path):
     """Evaluating needs the test set only: a missing training folder does
     not stop tools/test.py, a missing test folder does (named)."""
-    from bootmae_mm.engine.runner import check_data_paths
     from mmengine.config import Config
+
+    from bootmae_mm.engine.runner import check_data_paths
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'linear',
                                    'bootmae_vit-b_linear-90e_in1k.py'))
     present = str(tmp_path)

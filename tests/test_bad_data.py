@@ -165,13 +165,15 @@ def test_skip_bad_false_raises_on_first_bad_file(bad_folder, log_records):
 def test_training_runs_through_bad_folder(bad_folder, tmp_path):
     """A real mmengine Runner trains over the folder and ends normally; the
     skipped files are named in its log file."""
-    from helpers import tiny_cls_config
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    from helpers.classifier import tiny_classifier_train_cfg
+
     root, paths, _ = bad_folder
-    cfg = tiny_cls_config(root, work_dir=tmp_path / 'work', max_iters=8,
-                          batch_size=4, checkpoint_interval=100)
+    cfg = tiny_classifier_train_cfg(
+        root, work_dir=tmp_path / 'work', max_iters=8, batch_size=4,
+        checkpoint_interval=100)
     cfg['train_dataloader']['dataset']['pipeline'] = [
         dict(type='RobustLoadImageFromFile'),
         dict(type='RandomResizedCrop', scale=32),

@@ -8,11 +8,14 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.engine.hooks.feature_weight_ramp_hook import \
-    feature_weight_ramp
-from bootmae_mm.engine.hooks.momentum_target_hook import (MomentumTargetHook,
-                                                          momentum_decay)
-from bootmae_tiny import runner_cfg
+from bootmae_mm.engine.hooks.feature_weight_ramp_hook import (
+    feature_weight_ramp,
+)
+from bootmae_mm.engine.hooks.momentum_target_hook import (
+    MomentumTargetHook,
+    momentum_decay,
+)
+from helpers.bootmae import tiny_bootmae_runner_kwargs
 
 
 # --------------------------------------------------------------- schedules
@@ -71,7 +74,7 @@ class RecordTarget(Hook):
 
 def run(tmp_path, name, **kwargs):
     recorder = RecordTarget()
-    cfg = runner_cfg(tmp_path / name, **kwargs)
+    cfg = tiny_bootmae_runner_kwargs(tmp_path / name, **kwargs)
     cfg['custom_hooks'] = cfg['custom_hooks'] + [recorder]
     runner = Runner(**cfg)
     runner.train()
@@ -107,7 +110,7 @@ def test_target_does_not_move_on_accumulation_only_steps(tmp_path):
 def test_resumed_run_ends_with_the_same_target(tmp_path):
     straight, _ = run(tmp_path, 'straight', max_epochs=3)
     first, _ = run(tmp_path, 'split', max_epochs=1)
-    cfg = runner_cfg(tmp_path / 'split', max_epochs=3)
+    cfg = tiny_bootmae_runner_kwargs(tmp_path / 'split', max_epochs=3)
     cfg.update(resume=True)
     resumed = Runner(**cfg)
     resumed.train()
@@ -121,7 +124,7 @@ def test_resumed_run_ends_with_the_same_target(tmp_path):
 
 
 def test_iteration_based_loop_needs_iters_per_epoch(tmp_path):
-    cfg = runner_cfg(tmp_path / 'iter')
+    cfg = tiny_bootmae_runner_kwargs(tmp_path / 'iter')
     cfg['train_cfg'] = dict(by_epoch=False, max_iters=2)
     cfg['train_dataloader']['sampler'] = dict(type='InfiniteSampler',
                                               shuffle=False)
@@ -138,7 +141,8 @@ def test_iteration_based_loop_needs_iters_per_epoch(tmp_path):
 
 
 def test_loss_goes_down_on_a_fixed_batch(tmp_path):
-    cfg = runner_cfg(tmp_path / 'fit', max_epochs=20, batch_size=8)
+    cfg = tiny_bootmae_runner_kwargs(tmp_path / 'fit', max_epochs=20,
+                                     batch_size=8)
     cfg['optim_wrapper']['optimizer']['lr'] = 3e-3
     runner = Runner(**cfg)
     runner.train()

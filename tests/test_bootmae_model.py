@@ -7,12 +7,21 @@ from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.models.losses import (center_weighted_mask,
-                                      normalize_per_patch, patchify,
-                                      weighted_masked_mse)
+from bootmae_mm.models.losses import (
+    center_weighted_mask,
+    normalize_per_patch,
+    patchify,
+    weighted_masked_mse,
+)
 from bootmae_mm.models.utils import sincos_pos_embed
-from bootmae_tiny import (GRID, NUM_MASKED, TINY_ARCH, make_data_samples,
-                          random_mask, tiny_model_cfg)
+from helpers.bootmae import (
+    GRID,
+    NUM_MASKED,
+    TINY_ARCH,
+    data_samples_with_masks,
+    random_patch_mask,
+    tiny_bootmae_cfg,
+)
 
 
 def build_encoder(**kwargs):
@@ -34,7 +43,7 @@ def test_encoder_encodes_cls_plus_visible_tokens(arch, img_size, patch_size):
     h, w = encoder.patch_resolution
     num_masked = (h * w * 3) // 4
     g = torch.Generator().manual_seed(0)
-    mask = torch.stack([random_mask(g, h, num_masked).view(h, w)
+    mask = torch.stack([random_patch_mask(g, h, num_masked).view(h, w)
                         if h == w else
                         torch.randperm(h * w, generator=g).lt(num_masked)
                         .view(h, w).float() for _ in range(2)])
@@ -48,7 +57,7 @@ def test_encoder_encodes_cls_plus_visible_tokens(arch, img_size, patch_size):
 def test_encoder_taps_and_visible_tokens_match_a_manual_pass():
     encoder = build_encoder()
     g = torch.Generator().manual_seed(1)
-    mask = torch.stack([random_mask(g), random_mask(g)])
+    mask = torch.stack([random_patch_mask(g), random_patch_mask(g)])
     x = torch.randn(2, 3, 32, 32)
     latent, low, high = encoder(x, mask)
 
@@ -186,7 +195,7 @@ def test_weighted_masked_mse_normalizes_by_masked_fraction():
 
 # ------------------------------------------------------------- algorithm
 def build_model(**overrides):
-    model = MODELS.build(tiny_model_cfg(**overrides))
+    model = MODELS.build(tiny_bootmae_cfg(**overrides))
     model.init_weights()
     return model
 
@@ -194,8 +203,8 @@ def build_model(**overrides):
 def tiny_batch(n=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     imgs = torch.randn(n, 3, 32, 32, generator=g)
-    masks = [random_mask(g) for _ in range(n)]
-    return imgs, make_data_samples(masks)
+    masks = [random_patch_mask(g) for _ in range(n)]
+    return imgs, data_samples_with_masks(masks)
 
 
 def test_target_equals_online_after_build_and_is_not_optimized():
@@ -257,7 +266,7 @@ def test_decoder_keeps_visible_tokens_and_places_mask_tokens():
     model = build_model()
     decoder = model.feature_decoder
     g = torch.Generator().manual_seed(3)
-    mask = torch.stack([random_mask(g)])
+    mask = torch.stack([random_patch_mask(g)])
     latent = torch.randn(1, 1 + GRID * GRID - NUM_MASKED, 64)
     seen = {}
     block = decoder.decoder_blocks[0]

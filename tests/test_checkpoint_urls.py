@@ -18,8 +18,8 @@ from mmpretrain.registry import MODELS
 import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import UnsafeCheckpointError
 from bootmae_mm.models.reference_mapping import bootmae_to_reference
-from bootmae_tiny import TINY_ARCH, tiny_model_cfg
-from helpers import free_port, load_tool
+from helpers.bootmae import TINY_ARCH, tiny_bootmae_cfg
+from helpers.repo import free_port, load_tool
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -71,13 +71,13 @@ def served(tmp_path):
     root = tmp_path / 'www'
     root.mkdir()
     torch.manual_seed(0)
-    model = MODELS.build(tiny_model_cfg())
+    model = MODELS.build(tiny_bootmae_cfg())
     model.init_weights()
     with torch.no_grad():  # make the target differ from the online encoder
         for buf in model.target_encoder.buffers():
             buf.add_(0.1 * torch.randn_like(buf))
     state = model.state_dict()
-    cfg = Config(dict(model=tiny_model_cfg(), default_scope='mmpretrain'))
+    cfg = Config(dict(model=tiny_bootmae_cfg(), default_scope='mmpretrain'))
     torch.save({'state_dict': state, 'meta': {'cfg': cfg.pretty_text}},
                str(root / 'ours.pth'))
     ref_model, ref_ema = bootmae_to_reference(state)
@@ -110,6 +110,8 @@ def _encoder(url, source='online', **kwargs):
 
 def _segmentation_backbone(url):
     from mmseg.registry import MODELS as SEG_MODELS
+
+    import bootmae_mm.segmentation  # noqa: F401  (BootMAEViTSeg)
     backbone = SEG_MODELS.build(dict(
         type='BootMAEViTSeg', arch=TINY_ARCH, img_size=32, patch_size=8,
         out_indices=(2, ), init_cfg=dict(type='BootMAEPretrained',
@@ -131,7 +133,7 @@ def _load_everything(server, state, finetune, tmp_path):
                               out_type='avg_featmap'),
         segmentation=_segmentation_backbone(ours))
     # load_from: mmengine's own loader, through the scheme we register
-    whole = MODELS.build(tiny_model_cfg())
+    whole = MODELS.build(tiny_bootmae_cfg())
     load_checkpoint(whole, ours, map_location='cpu', strict=True)
     got['load_from'] = whole.state_dict()
     # the exporter
@@ -143,7 +145,7 @@ def _load_everything(server, state, finetune, tmp_path):
         torch.load(dst, weights_only=True)['state_dict'].items()}
     # the reference converter
     config = str(tmp_path / 'tiny.py')
-    Config(dict(model=tiny_model_cfg())).dump(config)
+    Config(dict(model=tiny_bootmae_cfg())).dump(config)
     tool = load_tool('tools/model_converters/bootmae_official_to_mm.py')
     assert tool.main([ref_pt, dst, '--config', config]) == 0
     got['converted'] = torch.load(dst, weights_only=True)['state_dict']
@@ -210,7 +212,7 @@ def test_url_checkpoint_is_read_with_the_safe_loader(hub_dir, tmp_path):
                str(root / 'evil.pth'))
     server = LoopbackServer(root)
     try:
-        model = MODELS.build(tiny_model_cfg())
+        model = MODELS.build(tiny_bootmae_cfg())
         with pytest.raises(UnsafeCheckpointError, match='evil.pth'):
             load_checkpoint(model, server.url('evil.pth'),
                             map_location='cpu')

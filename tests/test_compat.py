@@ -11,9 +11,12 @@ import torch
 import torch.nn.functional as F
 
 import bootmae_mm  # noqa: F401  (applies the shims)
-from bootmae_mm.compat import (UnsafeCheckpointError, has_compiled_mmcv_ops,
-                               safe_torch_load)
-from helpers import run_tool
+from bootmae_mm.compat import (
+    UnsafeCheckpointError,
+    has_compiled_mmcv_ops,
+    safe_torch_load,
+)
+from helpers.repo import run_tool
 
 lite_only = pytest.mark.skipif(
     has_compiled_mmcv_ops(), reason='full mmcv installed: shim inactive')
@@ -61,8 +64,8 @@ def test_point_sample_matches_grid_sample():
 
 @lite_only
 def test_other_ops_fail_only_when_used():
-    from mmcv.ops import DeformConv2d  # importing is fine
     import mmcv.ops
+    from mmcv.ops import DeformConv2d  # importing is fine
     assert mmcv.ops.DeformConv2d is DeformConv2d
     with pytest.raises(RuntimeError, match='DeformConv2d.*mmcv-lite'):
         DeformConv2d(3, 3, 3)
@@ -95,10 +98,10 @@ def test_interp2d_cubic_is_exact_on_cubic_surface():
 
 def test_mmpretrain_resize_relative_position_table_runs_through_shim(
         monkeypatch):
+    from mmpretrain.models.utils.embed import (
+        resize_relative_position_bias_table,
+    )
     from scipy import interpolate
-
-    from mmpretrain.models.utils.embed import \
-        resize_relative_position_bias_table
     grids = []
     shim = interpolate.interp2d
 
@@ -174,8 +177,11 @@ def test_payload_really_runs_with_plain_pickle(tmp_path, payload_cls):
     'CheckpointLoader'
 ])
 def test_crafted_checkpoint_is_refused(tmp_path, payload_cls, entry):
-    from mmengine.runner.checkpoint import (CheckpointLoader,
-                                            _load_checkpoint, load_checkpoint)
+    from mmengine.runner.checkpoint import (
+        CheckpointLoader,
+        _load_checkpoint,
+        load_checkpoint,
+    )
     marker = str(tmp_path / 'pwned')
     ckpt = _malicious_checkpoint(tmp_path / 'evil.pth', payload_cls(marker))
     calls = {

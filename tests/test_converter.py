@@ -13,14 +13,19 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.models.reference_mapping import (ReferenceMappingError,
-                                                  bootmae_to_reference,
-                                                  reference_finetune_to_vit,
-                                                  reference_to_bootmae)
-from bootmae_tiny import make_data_samples
-from helpers import REPO_ROOT, load_tool, run_tool
-from reference_bootmae import (ReferenceBootMAE, reference_losses,
-                               reference_sincos)
+from bootmae_mm.models.reference_mapping import (
+    ReferenceMappingError,
+    bootmae_to_reference,
+    reference_finetune_to_vit,
+    reference_to_bootmae,
+)
+from helpers.bootmae import data_samples_with_masks
+from helpers.repo import REPO_ROOT, load_tool, run_tool
+from reference_bootmae import (
+    ReferenceBootMAE,
+    reference_losses,
+    reference_sincos,
+)
 
 # every parameter name and shape of the reference checkpoints (a copy of
 # the project's shared/reference/official_bootmae_keys.json)
@@ -206,7 +211,7 @@ def test_converted_tiny_model_matches_reference_forward():
         pix = model.pixel_decoder(latent, low, mask)
         feat = model.feature_decoder(latent, high, mask)
         target = model.target_encoder.encode(imgs)[2][:, 1:]
-        losses = model.loss(imgs, make_data_samples(mask))
+        losses = model.loss(imgs, data_samples_with_masks(mask))
     torch.testing.assert_close(pix, ref_pix, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(feat, ref_feat, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(target, ref_target, atol=1e-5, rtol=1e-5)

@@ -12,9 +12,9 @@ from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_tiny import make_data_samples, random_mask
-from helpers import REPO_ROOT, load_tool
-from tiny_pretrain import write_tiny_config
+from helpers.bootmae import data_samples_with_masks, random_patch_mask
+from helpers.demo_pretrain import write_tiny_demo_config
+from helpers.repo import REPO_ROOT, load_tool
 
 B_CONFIG = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
 ARCHS = ['deit-tiny', 'deit-small', 'deit-base', 's', 'b', 'l', 'h']
@@ -75,9 +75,9 @@ def test_every_zoo_arch_pretrains_one_block_deep(arch):
     check_follows(model, settings)
     g = torch.Generator().manual_seed(0)
     imgs = torch.randn(2, 3, 224, 224, generator=g)
-    masks = torch.stack([random_mask(g, grid=14, num_masked=147)
+    masks = torch.stack([random_patch_mask(g, grid=14, num_masked=147)
                          for _ in range(2)])
-    losses = model.loss(imgs, make_data_samples(masks))
+    losses = model.loss(imgs, data_samples_with_masks(masks))
     total = losses['loss_pixel'] + losses['loss_feature']
     assert torch.isfinite(total)
     total.backward()
@@ -140,7 +140,7 @@ def test_train_tool_names_the_decoder_key(tmp_path):
     """The reliability tests' tiny config writes the decoders' numbers out
     (32 wide); a wider encoder through --cfg-options is refused before any
     step, naming the decoder key to drop."""
-    config = write_tiny_config(tmp_path / 'tiny.py', tmp_path / 'data',
+    config = write_tiny_demo_config(tmp_path / 'tiny.py', tmp_path / 'data',
                                num_workers=0, persistent=False,
                                max_epochs=1)
     work_dir = tmp_path / 'work'

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import REPO_ROOT, load_tool, run_tool
+from helpers.repo import REPO_ROOT, load_tool, run_tool
 
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs/demo/bootmae_vit-tiny_demo.py')
 
@@ -32,7 +32,10 @@ def _small_data(root):
 def test_demo_data_imagenet_layout_deterministic_idempotent(tmp_path):
     from mmpretrain.datasets import CustomDataset
 
-    from bootmae_mm.datasets.demo_data import DEMO_CLASSES, make_demo_dataset
+    from bootmae_mm.datasets.demo_pictures import (
+        DEMO_CLASSES,
+        make_demo_dataset,
+    )
     root = str(tmp_path / 'demo')
     make_demo_dataset(root, num_train=3, num_val=2, img_size=32)
     for split, count in (('train', 3), ('val', 2)):
@@ -74,14 +77,16 @@ def test_reconstruction_denormalizes_per_patch_and_pastes(monkeypatch):
     """With a decoder that predicts exactly the per-patch normalized target,
     the de-normalized prediction is the original image; the pasted image
     keeps visible patches and takes masked ones from the prediction."""
-    import bootmae_mm  # noqa: F401
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
 
+    import bootmae_mm  # noqa: F401
     from bootmae_mm.models.losses import normalize_per_patch, patchify
-    from bootmae_mm.visualization import (_unpatchify,
-                                          make_reconstruction_grid,
-                                          reconstruct)
+    from bootmae_mm.visualization import (
+        _unpatchify,
+        make_reconstruction_grid,
+        reconstruct,
+    )
     cfg = Config.fromfile(DEMO_CONFIG)
     model = MODELS.build(cfg.model).eval()
     imgs = torch.randn(2, 3, 64, 64)
@@ -118,7 +123,7 @@ def demo_run(tmp_path_factory):
         'tools/train.py', DEMO_CONFIG, '--work-dir', str(work),
         '--cfg-options', 'train_cfg.max_epochs=1',
         'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
-        'default_hooks.logger.interval=1', 'custom_hooks.3.interval=2',
+        'default_hooks.logger.interval=1', 'custom_hooks.2.interval=2',
         *_small_data(data)
     ], timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -8,8 +8,12 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from helpers import REPO_ROOT, free_port
-from tiny_pretrain import load, train, write_tiny_config
+from helpers.demo_pretrain import (
+    load_checkpoint,
+    run_train_tool,
+    write_tiny_demo_config,
+)
+from helpers.repo import REPO_ROOT, free_port
 
 # Imported by the configs (custom_imports): every rank records the samples
 # of each batch (path, pixel sum, mask) and, at the start and the end, the
@@ -69,7 +73,6 @@ class DistProbeHook(Hook):
 _EXTRA = '''
 custom_imports = dict(imports=['bootmae_mm', 'dist_probe'])
 custom_hooks = [
-    dict(type='NonFiniteLossHook'),
     dict(type='MomentumTargetHook', start=0.9, base=0.99, ramp_epochs=2),
     dict(type='FeatureWeightRampHook', ramp_fraction=0.5),
     dict(type='DistProbeHook'),
@@ -99,9 +102,9 @@ LR_SUM = 1e-4 + 5.5e-4 + 1e-3 + 1e-3 + 7.525e-4 + 2.575e-4  # logged lrs
 
 def _run(tmp_path, env, name, ranks, strategy=''):
     config = tmp_path / f'{name}.py'
-    write_tiny_config(config, tmp_path / 'data', batch_size=BATCH,
-                      num_workers=0, persistent=False, max_epochs=2,
-                      ckpt_interval=ITERS)
+    write_tiny_demo_config(config, tmp_path / 'data', batch_size=BATCH,
+                           num_workers=0, persistent=False, max_epochs=2,
+                           ckpt_interval=ITERS)
     config.write_text(config.read_text() + _EXTRA + strategy)
     work_dir = tmp_path / name
     extra = []
@@ -109,8 +112,8 @@ def _run(tmp_path, env, name, ranks, strategy=''):
         extra = ['--cfg-options',
                  f'train_dataloader.batch_size={BATCH // ranks}']
     env.setenv('PORT', str(free_port()))  # read by tools/dist_train.sh
-    code, out, iters = train(str(config), work_dir, extra=extra,
-                             launcher=ranks if ranks > 1 else None)
+    code, out, iters = run_train_tool(str(config), work_dir, extra=extra,
+                                      launcher=ranks if ranks > 1 else None)
     assert code == 0, out[-5000:]
     assert iters[-1] == ITERS, out[-3000:]
     probes = [torch.load(work_dir / f'probe_rank{r}.pth', weights_only=False)
@@ -119,7 +122,7 @@ def _run(tmp_path, env, name, ranks, strategy=''):
     assert not list(work_dir.glob('.*.tmp'))
     assert (work_dir / 'last_checkpoint').read_text().strip() == str(
         work_dir / f'iter_{ITERS}.pth')
-    return probes, load(work_dir / f'iter_{ITERS}.pth')
+    return probes, load_checkpoint(work_dir / f'iter_{ITERS}.pth')
 
 
 @pytest.fixture(scope='module')

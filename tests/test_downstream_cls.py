@@ -19,8 +19,9 @@ import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.models.checkpoint_loading import load_bootmae_encoder
 from bootmae_mm.models.reference_mapping import bootmae_to_reference
-from bootmae_tiny import TINY_ARCH, tiny_model_cfg
-from helpers import REPO_ROOT, load_tool, make_image_folder
+from helpers.bootmae import TINY_ARCH, tiny_bootmae_cfg
+from helpers.image_folder import make_image_folder
+from helpers.repo import REPO_ROOT, load_tool
 
 FT_B = 'configs/finetune/bootmae_vit-b_ft-100e_in1k.py'
 FT_L = 'configs/finetune/bootmae_vit-l_ft-50e_in1k.py'
@@ -41,7 +42,7 @@ def pretrained(tmp_path_factory):
     """A freshly built tiny BootMAE saved like a Runner checkpoint; its
     momentum target differs from the online encoder."""
     torch.manual_seed(0)
-    model = MODELS.build(tiny_model_cfg())
+    model = MODELS.build(tiny_bootmae_cfg())
     model.init_weights()
     with torch.no_grad():
         for buf in model.target_encoder.buffers():
@@ -309,8 +310,8 @@ def test_loading_reports_resizes_and_fails_loudly(pretrained, tmp_path):
         load_bootmae_encoder(big, other)
 
     # no momentum target in a pixel-only run
-    pixel_only = MODELS.build(tiny_model_cfg(feature_decoder=None,
-                                             feature_head=None))
+    pixel_only = MODELS.build(tiny_bootmae_cfg(feature_decoder=None,
+                                               feature_head=None))
     path = str(tmp_path / 'pixel_only.pth')
     torch.save({'state_dict': pixel_only.state_dict()}, path)
     with pytest.raises(KeyError, match='pixel_only.pth has no '

@@ -8,8 +8,14 @@ import numpy as np
 import torch
 
 from bootmae_mm.datasets import ResumableSampler, SeededDataset
-from bootmae_mm.datasets.demo_data import make_demo_dataset
-from tiny_pretrain import load, tensors, train, write_tiny_config
+from bootmae_mm.datasets.demo_pictures import make_demo_dataset
+from helpers.demo_pretrain import (
+    flatten_tensors,
+    load_checkpoint,
+    run_train_tool,
+    write_tiny_demo_config,
+)
+from helpers.repo import REPO_ROOT
 
 
 class _RandomDataset:
@@ -58,15 +64,16 @@ def test_killed_run_resumes_bit_exactly(tmp_path):
                       img_size=32)
     # 12 pictures, batch 4: 3 iterations per epoch, 15 in all; checkpoints
     # at 4, 8 (mid-epoch), 12 (end of epoch 4) and 15
-    config = write_tiny_config(tmp_path / 'tiny.py', tmp_path / 'demo')
+    config = write_tiny_demo_config(tmp_path / 'tiny.py', tmp_path / 'demo')
     total = 15
     # the uninterrupted run, alongside the interrupted one
     reference = subprocess.Popen(
         ['python', '-c', 'import sys; sys.path.insert(0, "tests"); '
-         'from tiny_pretrain import train; '
-         f'rc, out, _ = train({config!r}, {str(tmp_path / "ref")!r}); '
+         'from helpers.demo_pretrain import run_train_tool; '
+         f'rc, out, _ = run_train_tool({config!r}, '
+         f'{str(tmp_path / "ref")!r}); '
          'print(out[-3000:]); sys.exit(rc)'],
-        cwd=str(__import__('helpers').REPO_ROOT), stdout=subprocess.PIPE,
+        cwd=REPO_ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
 
     work = tmp_path / 'killed'
@@ -74,10 +81,11 @@ def test_killed_run_resumes_bit_exactly(tmp_path):
     kills.append(rng.randint(kills[0] + 2, total - 3))
     logged = []
     for i, kill_at in enumerate(kills):
-        rc, out, iters = train(config, work, resume=i > 0, kill_at=kill_at)
+        rc, out, iters = run_train_tool(config, work, resume=i > 0,
+                                        kill_at=kill_at)
         assert rc == -9, f'kill at {kills}: rc {rc}\n{out[-3000:]}'
         logged.append(iters)
-    rc, out, iters = train(config, work, resume=True)
+    rc, out, iters = run_train_tool(config, work, resume=True)
     assert rc == 0, f'kills at {kills}\n{out[-3000:]}'
     logged.append(iters)
     # the resumed runs started from a checkpoint, not from iteration 1
@@ -88,10 +96,10 @@ def test_killed_run_resumes_bit_exactly(tmp_path):
 
     ref_out = reference.communicate(timeout=400)[0]
     assert reference.returncode == 0, ref_out
-    ref = load(tmp_path / 'ref' / f'iter_{total}.pth')
-    got = load(work / f'iter_{total}.pth')
+    ref = load_checkpoint(tmp_path / 'ref' / f'iter_{total}.pth')
+    got = load_checkpoint(work / f'iter_{total}.pth')
     for part in ('state_dict', 'optimizer', 'param_schedulers'):
-        a, b = tensors(ref[part]), tensors(got[part])
+        a, b = flatten_tensors(ref[part]), flatten_tensors(got[part])
         assert a.keys() == b.keys()
         differ = [k for k in a if not torch.equal(a[k], b[k])]
         assert not differ, (f'{part} differs after kills at {kills} '

@@ -14,8 +14,8 @@ from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_tiny import tiny_model_cfg
-from helpers import REPO_ROOT, load_tool
+from helpers.bootmae import tiny_bootmae_cfg
+from helpers.repo import REPO_ROOT, load_tool
 
 FT_B = osp.join(REPO_ROOT, 'configs/finetune/bootmae_vit-b_ft-100e_in1k.py')
 # width 64 with 4 heads: the old width // 64 guess was 1
@@ -54,7 +54,7 @@ def _save(model, cfg, path):
 def pretrained_4_heads(tmp_path_factory):
     """A tiny BootMAE pretraining checkpoint of a 4-head, 64-wide
     encoder."""
-    model_cfg = tiny_model_cfg()
+    model_cfg = tiny_bootmae_cfg()
     model_cfg['backbone'] = dict(model_cfg['backbone'], arch=ARCH_4_HEADS)
     cfg = Config(dict(model=model_cfg, default_scope='mmpretrain',
                       custom_imports=dict(imports=['bootmae_mm'])))
@@ -186,7 +186,7 @@ def test_export_of_a_reference_checkpoint_takes_its_args(tmp_path):
     from bootmae_mm.models.reference_mapping import bootmae_to_reference
     arch = dict(embed_dims=768, num_layers=1, num_heads=12,
                 feedforward_channels=256)
-    model_cfg = tiny_model_cfg()
+    model_cfg = tiny_bootmae_cfg()
     model_cfg['backbone'] = dict(model_cfg['backbone'], arch=arch,
                                  patch_size=16)
     for name in ('pixel_decoder', 'feature_decoder'):

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 from mmengine.dataset import pseudo_collate
+from mmpretrain.registry import MODELS, TRANSFORMS
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 import bootmae_mm  # noqa: F401
-from helpers import load_tool
-from mmpretrain.registry import MODELS, TRANSFORMS
+from helpers.repo import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = [(375, 500), (300, 240), (224, 224)]  # (H, W)

@@ -10,7 +10,7 @@ from mmengine.dataset import default_collate
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.models.reference_mapping import bootmae_to_reference
-from helpers import REPO_ROOT
+from helpers.repo import REPO_ROOT
 
 RELEASE = 'https://github.com/LightDXY/BootMAE/releases/download/v0.1.0/'
 PT_B = 'bootmae_vit-base-p16_16xb128-amp-coslr-800e_in1k'
@@ -120,8 +120,11 @@ def test_get_model_loads_the_published_pretraining_checkpoint_by_name(
 def test_get_model_and_inferencers_take_a_finetuning_name(tmp_path):
     """Our fine-tuning name with our checkpoint: ``get_model``,
     ``inference_model`` and ``ImageClassificationInferencer``."""
-    from mmpretrain import (ImageClassificationInferencer, get_model,
-                            inference_model)
+    from mmpretrain import (
+        ImageClassificationInferencer,
+        get_model,
+        inference_model,
+    )
     torch.manual_seed(0)
     source = get_model(FT_B, **tiny_finetune())
     with torch.no_grad():

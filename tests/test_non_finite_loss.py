@@ -11,7 +11,7 @@ import torch
 import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.engine.atomic_backend import read_last_checkpoint
-from toy_runner import build_toy_runner
+from helpers.toy_runner import build_toy_runner
 
 
 def _ckpt_iters(work_dir):

@@ -11,7 +11,8 @@ from mmengine.runner import Runner
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import safe_torch_load
-from helpers import make_image_folder, tiny_cls_config
+from helpers.classifier import tiny_classifier_train_cfg
+from helpers.image_folder import make_image_folder
 
 
 class _Probe(Hook):
@@ -36,7 +37,7 @@ class _Probe(Hook):
 
 
 def _runner(work_dir, data_root, max_iters, name, resume=False):
-    cfg = tiny_cls_config(
+    cfg = tiny_classifier_train_cfg(
         data_root, work_dir=work_dir, max_iters=max_iters,
         checkpoint_interval=2, experiment_name=name, resume=resume,
         param_scheduler=dict(type='LinearLR', start_factor=0.1,

@@ -4,8 +4,10 @@ follows the registry that knows the config's model."""
 from mmengine.config import Config
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.engine.runner import (find_resume_checkpoint,
-                                      infer_default_scope)
+from bootmae_mm.engine.runner import (
+    find_resume_checkpoint,
+    infer_default_scope,
+)
 
 
 def test_pointer_names_the_checkpoint(tmp_path):

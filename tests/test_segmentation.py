@@ -11,11 +11,11 @@ import pytest
 import torch
 from mmengine.config import Config
 
-import bootmae_mm  # noqa: F401
+import bootmae_mm.segmentation  # noqa: F401  (registers BootMAEViTSeg)
 from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.models.utils import sincos_pos_embed
-from bootmae_tiny import tiny_model_cfg
-from helpers import REPO_ROOT, load_tool
+from helpers.bootmae import tiny_bootmae_cfg
+from helpers.repo import REPO_ROOT, load_tool
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
                   'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
@@ -60,7 +60,7 @@ def save_bootmae_checkpoint(path, arch=ARCH, seed=0):
     """A freshly built tiny BootMAE saved like a pretraining run does."""
     from mmpretrain.registry import MODELS
     torch.manual_seed(seed)
-    cfg = tiny_model_cfg()
+    cfg = tiny_bootmae_cfg()
     cfg['backbone'] = dict(cfg['backbone'], arch=arch)
     cfg['pixel_decoder'] = dict(cfg['pixel_decoder'],
                                 in_dims=arch['embed_dims'])

@@ -17,9 +17,12 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
 
-from bootmae_tiny import make_data_samples, random_mask, tiny_model_cfg
-
 import bootmae_mm  # noqa: F401
+from helpers.bootmae import (
+    data_samples_with_masks,
+    random_patch_mask,
+    tiny_bootmae_cfg,
+)
 
 CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                   'configs', 'bootmae_vit-b_800e.py')
@@ -28,7 +31,7 @@ LR = 1e-3
 
 
 def _model_cfg(with_cp=False, compile=False):
-    cfg = copy.deepcopy(tiny_model_cfg(compile=compile))
+    cfg = copy.deepcopy(tiny_bootmae_cfg(compile=compile))
     cfg['backbone']['with_cp'] = with_cp
     return cfg
 
@@ -49,8 +52,8 @@ def _batches(n=2, batch=4):
     g = torch.Generator().manual_seed(1)
     return [dict(inputs=torch.randint(0, 256, (batch, 3, 32, 32),
                                       dtype=torch.uint8, generator=g),
-                 data_samples=make_data_samples(
-                     [random_mask(g) for _ in range(batch)]))
+                 data_samples=data_samples_with_masks(
+                     [random_patch_mask(g) for _ in range(batch)]))
             for _ in range(n)]
 
 
@@ -266,7 +269,7 @@ def test_benchmark_pretrain_prints_one_json_line(capsys):
     """tools/benchmark_pretrain.py times the config's real step (here a
     DeiT-tiny-sized encoder on the ViT-B config's 224 px images and masks)
     and takes ``--cfg-options`` like tools/train.py."""
-    from helpers import load_tool
+    from helpers.repo import load_tool
     module = load_tool('tools/benchmark_pretrain.py')
     capsys.readouterr()
     module.main([CONFIG, '--arch', 'deit-t', '--device', 'cpu',

@@ -13,8 +13,8 @@ from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_tiny import make_data_samples, random_mask
-from helpers import REPO_ROOT
+from helpers.bootmae import data_samples_with_masks, random_patch_mask
+from helpers.repo import REPO_ROOT
 
 B_CONFIG = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
 ARCH = dict(embed_dims=48, num_layers=2, num_heads=3,
@@ -68,8 +68,8 @@ def test_stock_encoder_pretrains_and_loads_back(name, tmp_path):
     model.init_weights()
     g = torch.Generator().manual_seed(1)
     imgs = torch.randn(2, 3, 32, 32, generator=g)
-    masks = torch.stack([random_mask(g) for _ in range(2)])
-    losses = model.loss(imgs, make_data_samples(masks))
+    masks = torch.stack([random_patch_mask(g) for _ in range(2)])
+    losses = model.loss(imgs, data_samples_with_masks(masks))
     total = losses['loss_pixel'] + losses['loss_feature']
     assert torch.isfinite(total)
     total.backward()
@@ -128,7 +128,7 @@ def test_beit_shared_bias_follows_the_visible_patches():
     encoder.eval()
     g = torch.Generator().manual_seed(2)
     imgs = torch.randn(3, 3, 32, 32, generator=g)
-    masks = torch.stack([random_mask(g) for _ in range(3)])
+    masks = torch.stack([random_patch_mask(g) for _ in range(3)])
     with torch.no_grad():
         out = encoder(imgs, masks)
         assert isinstance(out, EncoderOutput)
@@ -187,8 +187,8 @@ def test_beit_project_config_pretrains_and_fine_tunes_as_beit(tmp_path):
             generator=g)
     model.copy_online_to_target()
     imgs = torch.randn(2, 3, 32, 32, generator=g)
-    masks = torch.stack([random_mask(g) for _ in range(2)])
-    losses = model.loss(imgs, make_data_samples(masks))
+    masks = torch.stack([random_patch_mask(g) for _ in range(2)])
+    losses = model.loss(imgs, data_samples_with_masks(masks))
     (losses['loss_pixel'] + losses['loss_feature']).backward()
     table = model.backbone.rel_pos_bias.relative_position_bias_table
     assert table.grad.abs().sum() > 0

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from helpers import (free_port, load_tool, make_image_folder, run_tool,
-                     tiny_cls_config, write_config)
+from helpers.classifier import tiny_classifier_train_cfg, write_config
+from helpers.image_folder import make_image_folder
+from helpers.repo import free_port, load_tool, run_tool
 
 # A hook, imported by the config, that makes every rank write what it saw.
 _RANK_PROBE = '''
@@ -83,8 +84,9 @@ def test_train_runs_two_gloo_ranks(tmp_path, launcher):
     (tmp_path / 'rank_probe.py').write_text(_RANK_PROBE)
     data_root = make_image_folder(tmp_path / 'data')
     work_dir = tmp_path / 'work'
-    cfg = tiny_cls_config(data_root, work_dir=work_dir, max_iters=2,
-                          custom_hooks=[dict(type='RankProbeHook')])
+    cfg = tiny_classifier_train_cfg(
+        data_root, work_dir=work_dir, max_iters=2,
+        custom_hooks=[dict(type='RankProbeHook')])
     cfg['custom_imports']['imports'].append('rank_probe')
     config = write_config(tmp_path / 'tiny_dist.py', cfg)
 
@@ -119,7 +121,7 @@ def test_train_runs_two_gloo_ranks(tmp_path, launcher):
 
 
 def test_wrong_model_key_is_named(tmp_path, image_folder):
-    cfg = tiny_cls_config(image_folder, work_dir=tmp_path / 'work')
+    cfg = tiny_classifier_train_cfg(image_folder, work_dir=tmp_path / 'work')
     cfg['model']['backbone']['archh'] = cfg['model']['backbone'].pop('arch')
     config = write_config(tmp_path / 'wrong_key.py', cfg)
     with pytest.raises(TypeError) as err:
@@ -130,7 +132,7 @@ def test_wrong_model_key_is_named(tmp_path, image_folder):
 
 def test_missing_dataset_path_is_named(tmp_path):
     missing = str(tmp_path / 'no_such_imagenet')
-    cfg = tiny_cls_config(missing, work_dir=tmp_path / 'work')
+    cfg = tiny_classifier_train_cfg(missing, work_dir=tmp_path / 'work')
     config = write_config(tmp_path / 'missing_data.py', cfg)
     with pytest.raises(FileNotFoundError) as err:
         load_tool('tools/train.py').main([config])
@@ -149,7 +151,8 @@ def test_train_resume_auto_continues_from_last_checkpoint(
     work_dir = tmp_path / 'work'
     config = write_config(
         tmp_path / 'tiny_resume.py',
-        tiny_cls_config(image_folder, work_dir=work_dir, max_iters=2))
+        tiny_classifier_train_cfg(image_folder, work_dir=work_dir,
+                                  max_iters=2))
     first = run_tool(['tools/train.py', config])
     assert first.returncode == 0, first.stdout[-5000:]
     assert (work_dir / 'last_checkpoint').read_text().strip().endswith(
@@ -177,10 +180,10 @@ def test_test_tool_evaluates_a_trained_checkpoint(tmp_path, image_folder):
                                dict(type='PackInputs')]))
     config = write_config(
         tmp_path / 'tiny_test.py',
-        tiny_cls_config(image_folder, work_dir=work_dir, max_iters=2,
-                        test_dataloader=test_loader,
-                        test_cfg=dict(type='TestLoop'),
-                        test_evaluator=dict(type='Accuracy', topk=(1, ))))
+        tiny_classifier_train_cfg(
+            image_folder, work_dir=work_dir, max_iters=2,
+            test_dataloader=test_loader, test_cfg=dict(type='TestLoop'),
+            test_evaluator=dict(type='Accuracy', topk=(1, ))))
     trained = run_tool(['tools/train.py', config])
     assert trained.returncode == 0, trained.stdout[-5000:]
 

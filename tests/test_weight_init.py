@@ -10,7 +10,7 @@ from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.models.reference_mapping import bootmae_to_reference
-from bootmae_tiny import tiny_model_cfg
+from helpers.bootmae import tiny_bootmae_cfg
 from reference_bootmae import ReferenceBootMAE, reference_init_
 
 # wide enough for the sample std of every weight to be tight (the smallest
@@ -112,7 +112,7 @@ def test_fresh_model_has_the_reference_init_tensor_by_tensor():
 
 def test_target_starts_as_a_copy_of_the_initialized_encoder():
     torch.manual_seed(0)
-    model = MODELS.build(tiny_model_cfg())
+    model = MODELS.build(tiny_bootmae_cfg())
     model.init_weights()
     online = model.backbone.state_dict()
     target = model.target_encoder.state_dict()
@@ -126,7 +126,7 @@ def test_target_starts_as_a_copy_of_the_initialized_encoder():
 @pytest.mark.parametrize('where', ['model', 'backbone'])
 def test_checkpoint_in_init_cfg_wins_over_the_fresh_init(where, tmp_path):
     torch.manual_seed(0)
-    trained = MODELS.build(tiny_model_cfg())
+    trained = MODELS.build(tiny_bootmae_cfg())
     trained.init_weights()
     with torch.no_grad():
         for p in trained.parameters():
@@ -134,11 +134,11 @@ def test_checkpoint_in_init_cfg_wins_over_the_fresh_init(where, tmp_path):
     path = str(tmp_path / 'trained.pth')
     if where == 'model':
         torch.save({'state_dict': trained.state_dict()}, path)
-        cfg = tiny_model_cfg(init_cfg=dict(type='Pretrained',
+        cfg = tiny_bootmae_cfg(init_cfg=dict(type='Pretrained',
                                            checkpoint=path))
     else:
         torch.save({'state_dict': trained.backbone.state_dict()}, path)
-        cfg = tiny_model_cfg()
+        cfg = tiny_bootmae_cfg()
         cfg['backbone'] = dict(cfg['backbone'], init_cfg=dict(
             type='Pretrained', checkpoint=path))
     torch.manual_seed(1)

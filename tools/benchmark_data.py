@@ -248,8 +248,9 @@ def measure(dataset, preprocessor, workers, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    import bootmae_mm  # noqa: F401  (registers LoadImageBytes etc.)
     from mmpretrain.registry import DATASETS
+
+    import bootmae_mm  # noqa: F401  (registers LoadImageBytes etc.)
 
     tmp_dir = None
     if args.out_dir is None:

@@ -200,9 +200,10 @@ def git_commit() -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    import bootmae_mm  # noqa: F401  (registers BootMAE, applies shims)
     from mmengine.logging import MMLogger
     from mmpretrain.registry import MODELS
+
+    import bootmae_mm  # noqa: F401  (registers BootMAE, applies shims)
     MMLogger.get_current_instance().setLevel(logging.WARNING)  # one line out
 
     torch.manual_seed(args.seed)

@@ -13,8 +13,7 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
-from bootmae_mm.datasets.demo_data import (DEMO_CLASSES,  # noqa: E402
-                                           make_demo_dataset)
+from bootmae_mm.datasets.demo_pictures import DEMO_CLASSES, make_demo_dataset  # noqa: E402
 
 
 def main(argv=None):

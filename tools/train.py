@@ -13,8 +13,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 from mmengine.config import Config, DictAction  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401  (shims + registration)
-from bootmae_mm.engine.runner import (find_resume_checkpoint,  # noqa: E402
-                                      load_config, run)
+from bootmae_mm.engine.runner import find_resume_checkpoint, load_config, run  # noqa: E402
 
 
 def parse_args(argv=None):

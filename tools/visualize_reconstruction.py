@@ -28,9 +28,10 @@ from mmengine.fileio import get as read_bytes  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401
 from bootmae_mm.models.checkpoint_loading import (  # noqa: E402
-    checkpoint_state_dict, load_encoder_state_dict)
-from bootmae_mm.visualization import \
-    reconstruction_grid_from_batch  # noqa: E402
+    checkpoint_state_dict,
+    load_encoder_state_dict,
+)
+from bootmae_mm.visualization import reconstruction_grid_from_batch  # noqa: E402
 
 # the parts of BootMAE a reconstruction runs through
 NEEDED = ('backbone.', 'pixel_decoder.')
@@ -103,8 +104,8 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     check_image(args.image)
 
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model = MODELS.build(cfg.model)
     kind = load_checked(model, args.checkpoint)

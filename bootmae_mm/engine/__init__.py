@@ -1,4 +1,1 @@
-from . import hooks  # noqa: F401
-from . import atomic_backend  # noqa: F401
-from . import atomic_fsdp_strategy  # noqa: F401
-from . import fsdp_wrap_policy  # noqa: F401
+from . import atomic_backend, atomic_fsdp_strategy, fsdp_wrap_policy, hooks

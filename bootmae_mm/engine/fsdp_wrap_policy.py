@@ -1,8 +1,9 @@
 """FSDP auto-wrap policy for BootMAE: one FSDP unit per transformer block."""
 import torch.nn as nn
 from mmengine.registry import FUNCTIONS
-from mmpretrain.models.backbones.vision_transformer import \
-    TransformerEncoderLayer
+from mmpretrain.models.backbones.vision_transformer import (
+    TransformerEncoderLayer,
+)
 
 from bootmae_mm.models.necks.target_aware_block import TargetAwareBlock
 

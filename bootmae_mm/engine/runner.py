@@ -21,6 +21,7 @@ def infer_default_scope(cfg: Config) -> str:
         return cfg.default_scope
     model_type = cfg.get('model', {}).get('type', '')
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+
     from ..segmentation import is_segmentation_model
     if PRETRAIN_MODELS.get(model_type) is None and \
             is_segmentation_model(model_type):

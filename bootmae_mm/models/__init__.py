@@ -1,3 +1,8 @@
-from . import algorithms, backbones, heads, necks  # noqa: F401
-from . import data_preprocessors  # noqa: F401
-from . import checkpoint_loading  # noqa: F401
+from . import (
+    algorithms,
+    backbones,
+    checkpoint_loading,
+    data_preprocessors,
+    heads,
+    necks,
+)

@@ -17,8 +17,12 @@ from typing import Dict, NamedTuple, Optional
 import torch
 from mmengine.config import Config
 
-from .checkpoint_loading import (converted_state_dict, extract_encoder,
-                                 load_encoder_state_dict, read_checkpoint)
+from .checkpoint_loading import (
+    converted_state_dict,
+    extract_encoder,
+    load_encoder_state_dict,
+    read_checkpoint,
+)
 
 # reference model names (``args.model``, e.g. 'bootmae_base') -> heads
 _REFERENCE_HEADS = {'tiny': 3, 'small': 6, 'base': 12, 'large': 16,

@@ -1,3 +1,8 @@
+"""The segmentation parts (mmseg's registries): the only part of bootmae_mm
+that imports mmseg. Importing it (the segmentation configs do, with
+``custom_imports=dict(imports=['bootmae_mm.segmentation'])``) imports
+``bootmae_mm`` first, whose compatibility shims make mmseg importable on
+mmcv-lite (``bootmae_mm.compat``), then registers ``BootMAEViTSeg``."""
 from .bootmae_vit_seg import BootMAEViTSeg  # noqa: F401
 
 

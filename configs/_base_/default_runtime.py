@@ -24,12 +24,12 @@ default_hooks = dict(
     # exact resume: a run resumed mid-epoch continues at the next batch, and
     # every iteration's random state is a function of (seed, iteration)
     exact_resume=dict(type='ExactResumeHook'),
+    # stop at the first NaN/Inf loss, before a poisoned checkpoint is written
+    # (a default hook, so that configs adding `custom_hooks` keep it)
+    non_finite_loss=dict(type='NonFiniteLossHook'),
     # validation results visualization, set True to enable it
     visualization=dict(type='VisualizationHook', enable=False),
 )
-
-# stop at the first NaN/Inf loss, before a poisoned checkpoint is written
-custom_hooks = [dict(type='NonFiniteLossHook')]
 
 env_cfg = dict(
     # whether to enable cudnn benchmark

@@ -104,7 +104,6 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 auto_scale_lr = dict(base_batch_size=32)
 
 custom_hooks = [
-    dict(type='NonFiniteLossHook'),
     # EMA 0.99 -> 0.999 over the first 4 epochs (short-schedule version of
     # the 0.999 -> 0.9999 recipe), then constant
     dict(type='MomentumTargetHook', start=0.99, base=0.999, ramp_epochs=4),

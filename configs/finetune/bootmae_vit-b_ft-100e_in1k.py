@@ -58,7 +58,6 @@ auto_scale_lr = dict(base_batch_size=2048)
 # model EMA 0.9998 (mmengine's momentum is 1 - decay); validation and test
 # run on the EMA weights, and checkpoints hold them in `state_dict`
 custom_hooks = [
-    dict(type='NonFiniteLossHook'),
     dict(type='EMAHook', momentum=2e-4, priority='ABOVE_NORMAL'),
 ]
 

@@ -10,7 +10,8 @@ _base_ = [
     'mmseg::_base_/schedules/schedule_160k.py',  # IterBasedTrainLoop 160k
 ]
 default_scope = 'mmseg'
-custom_imports = dict(imports=['bootmae_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['bootmae_mm.segmentation'], allow_failed_imports=False)
 
 crop_size = (512, 512)
 # the encoder takes crop_size inputs only (its relative position tables are

@@ -26,9 +26,11 @@ import torch
 
 import bootmae_mm  # noqa: F401  (registers our modules, applies shims)
 from bootmae_mm.compat import safe_load_checkpoint
-from bootmae_mm.models.reference_mapping import (ReferenceMappingError,
-                                                  reference_finetune_to_vit,
-                                                  reference_to_bootmae)
+from bootmae_mm.models.reference_mapping import (
+    ReferenceMappingError,
+    reference_finetune_to_vit,
+    reference_to_bootmae,
+)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # (width, depth) -> (pretraining config, mmpretrain arch)

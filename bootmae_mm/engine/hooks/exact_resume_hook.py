@@ -10,8 +10,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
-from bootmae_mm.datasets.resumable_sampler import (ResumableSampler,
-                                                   sample_seed)
+from bootmae_mm.datasets.resumable_sampler import ResumableSampler, sample_seed
 
 
 @HOOKS.register_module()
@@ -24,8 +23,8 @@ class ExactResumeHook(Hook):
     first batch and does not restore random states. This hook adds:
 
     - ``before_train``: sets the sampler's shuffle / sample seed to rank 0's
-      run seed (``randomness.seed``); after a resume from a checkpoint taken ``k``
-      iterations into an epoch, makes the train sampler (a
+      run seed (``randomness.seed``); after a resume from a checkpoint taken
+      ``k`` iterations into an epoch, makes the train sampler (a
       :class:`ResumableSampler`) skip the ``k * batch_size`` indices of this
       rank that were already trained on, so the epoch continues with batch
       ``k`` (``batch_idx`` seen by hooks then counts from 0 again in that

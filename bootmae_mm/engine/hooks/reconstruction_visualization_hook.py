@@ -20,8 +20,8 @@ class ReconstructionVisualizationHook(Hook):
     model (in eval mode, without gradients) on a fixed batch:
     ``num_images`` training samples spread evenly over the dataset (so
     over its classes), passed once through the training pipeline with a
-    fixed seed (same crops, same masks every time), and
-    writes the grid of :func:`bootmae_mm.visualization.make_reconstruction_grid`
+    fixed seed (same crops, same masks every time), and writes the grid of
+    :func:`bootmae_mm.visualization.make_reconstruction_grid`
     (original | masked input | prediction | prediction pasted into the
     visible image) to ``work_dir/<out_dir>/iter_<iter>.png`` and to every
     backend of the runner's visualizer (``add_image('reconstruction',

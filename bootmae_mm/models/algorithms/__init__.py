@@ -1,3 +1,4 @@
 from .bootmae import BootMAE
+from .mae_with_momentum_target import MAEWithMomentumTarget
 
-__all__ = ['BootMAE']
+__all__ = ['BootMAE', 'MAEWithMomentumTarget']

@@ -23,8 +23,13 @@ A position embedding of another grid is resized by the backbone's own
 from .encoder import encoder_state_dict, extract_encoder
 from .initializer import BootMAEPretrainedInit
 from .loading import load_bootmae_encoder, load_encoder_state_dict
-from .reading import (SOURCES, checkpoint_kind, checkpoint_state_dict,
-                      converted_state_dict, read_checkpoint)
+from .reading import (
+                      SOURCES,
+                      checkpoint_kind,
+                      checkpoint_state_dict,
+                      converted_state_dict,
+                      read_checkpoint,
+)
 
 __all__ = [
     'SOURCES', 'BootMAEPretrainedInit', 'checkpoint_kind',

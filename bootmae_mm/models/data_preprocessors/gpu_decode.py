@@ -1,4 +1,5 @@
-"""Decode JPEG bytes and apply the pretraining crop/flip on the model's device."""
+"""Decode JPEG bytes and apply the pretraining crop/flip on the model's
+device."""
 import io
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -131,8 +132,8 @@ class GPUDecodeDataPreprocessor(SelfSupDataPreprocessor):
         device; JPEGs in one batched call."""
         byte_tensors = []
         for data, name in zip(inputs, names):
-            if not (isinstance(data, torch.Tensor) and data.dtype == torch.uint8
-                    and data.dim() == 1):
+            if not (isinstance(data, torch.Tensor)
+                    and data.dtype == torch.uint8 and data.dim() == 1):
                 raise TypeError(
                     f'GPUDecodeDataPreprocessor: {name}: expected the encoded '
                     f'bytes as a 1-D uint8 tensor (use LoadImageBytes in the '

@@ -2,8 +2,12 @@ import torch
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..losses import (normalize_per_patch, patch_weights, patchify,
-                      weighted_masked_mse)
+from ..losses import (
+    normalize_per_patch,
+    patch_weights,
+    patchify,
+    weighted_masked_mse,
+)
 
 
 @MODELS.register_module()

@@ -1,16 +1,8 @@
-# ImageNet-1k for BootMAE fine-tuning (BOOTMAE.md section 8): RandomResizedCrop
-# 224 bicubic, flip, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25;
-# test: resize 256 (bicubic) + center crop 224. Normalization as in
-# pretraining: mean = std = 0.5 on [0, 1].
-# Layout: data/imagenet/{train,val}/<class>/<image> (or meta/{train,val}.txt).
-dataset_type = 'ImageNet'
-data_root = 'data/imagenet/'
-
-data_preprocessor = dict(
-    num_classes=1000,
-    mean=[127.5, 127.5, 127.5],
-    std=[127.5, 127.5, 127.5],
-    to_rgb=True)
+# ImageNet-1k for BootMAE fine-tuning (docs/method.md section 8):
+# RandomResizedCrop 224 bicubic, flip, RandAugment rand-m9-mstd0.5-inc1,
+# random erasing 0.25; 128 images per GPU. Validation / test data,
+# normalization and layout: imagenet_bootmae_cls.py.
+_base_ = ['./imagenet_bootmae_cls.py']
 
 train_pipeline = [
     # unreadable files are skipped with a warning (skip_bad=False: error)
@@ -44,42 +36,4 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='ResizeEdge',
-        scale=256,
-        edge='short',
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
-
-train_dataloader = dict(
-    batch_size=128,
-    num_workers=10,
-    persistent_workers=True,
-    pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='train',
-        pipeline=train_pipeline))
-
-val_dataloader = dict(
-    batch_size=128,
-    num_workers=10,
-    persistent_workers=True,
-    pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='val',
-        pipeline=test_pipeline))
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
-
-test_dataloader = val_dataloader
-test_evaluator = val_evaluator
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

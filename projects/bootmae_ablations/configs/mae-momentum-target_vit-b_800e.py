@@ -3,13 +3,9 @@
 # BootMAEFeatureDecoder / BootMAEFeatureHead, MomentumTargetHook and
 # FeatureWeightRampHook. Data, schedule and runtime: the BootMAE ViT-B recipe
 # (the block-wise mask the pipeline makes is not used by MAE).
+# MAEWithMomentumTarget is registered by `import bootmae_mm` (the default
+# runtime's custom_imports), so a plain Runner runs this config.
 _base_ = '../../../configs/bootmae_vit-b_800e.py'
-
-custom_imports = dict(
-    imports=[
-        'bootmae_mm', 'projects.bootmae_ablations.mae_with_momentum_target'
-    ],
-    allow_failed_imports=False)
 
 model = dict(
     _delete_=True,

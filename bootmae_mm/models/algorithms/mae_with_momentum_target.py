@@ -13,9 +13,9 @@ import torch
 from mmpretrain.models import MAE
 from mmpretrain.registry import MODELS
 
-from bootmae_mm.models.algorithms.feature_branch import FeatureBranchMixin
-from bootmae_mm.models.algorithms.follow_encoder import decoder_cfg
-from bootmae_mm.models.utils import gather_tokens
+from ..utils import gather_tokens
+from .feature_branch import FeatureBranchMixin
+from .follow_encoder import decoder_cfg
 
 
 @MODELS.register_module()

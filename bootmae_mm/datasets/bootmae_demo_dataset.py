@@ -1,7 +1,9 @@
+"""``BootMAEDemoDataset``: the demo pictures (``demo_pictures.py``) as an
+mmpretrain dataset."""
 from mmpretrain.datasets import ImageNet
 from mmpretrain.registry import DATASETS
 
-from .demo_data import DEMO_CLASSES, make_demo_dataset
+from .demo_pictures import DEMO_CLASSES, make_demo_dataset
 
 
 @DATASETS.register_module()

@@ -3,7 +3,7 @@
 for the reliability tests. Also runnable as a script, so that a test can
 SIGKILL a real training process::
 
-    python tests/toy_runner.py WORK_DIR [--max-iters 6] [--interval 2]
+    python tests/helpers/toy_runner.py WORK_DIR [--max-iters 6] [--interval 2]
         [--pad-numel N] [--slow-fsync] [--resume]
 """
 import argparse
@@ -17,7 +17,7 @@ import torch
 from mmengine.model import BaseModel
 from torch import nn
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_RUNTIME = osp.join(REPO_ROOT, 'configs', '_base_',
                            'default_runtime.py')
 
@@ -65,9 +65,10 @@ def build_toy_runner(work_dir, max_iters=6, interval=2, max_keep_ckpts=3,
     """A Runner training the toy model for ``max_iters`` iterations with a
     checkpoint every ``interval`` iterations, and the default runtime's
     hooks, backend and randomness."""
-    import bootmae_mm  # noqa: F401
     from mmengine.config import Config
     from mmengine.runner import Runner
+
+    import bootmae_mm  # noqa: F401
     cfg = Config.fromfile(DEFAULT_RUNTIME)
     cfg.default_hooks.checkpoint.update(
         by_epoch=False, interval=interval, max_keep_ckpts=max_keep_ckpts)
@@ -86,7 +87,6 @@ def build_toy_runner(work_dir, max_iters=6, interval=2, max_keep_ckpts=3,
         optim_wrapper=optim_wrapper or dict(
             optimizer=dict(type='AdamW', lr=1e-2)),
         default_hooks=cfg.default_hooks,
-        custom_hooks=cfg.custom_hooks,
         env_cfg=cfg.env_cfg,
         randomness=cfg.randomness,
         default_scope=cfg.default_scope,

@@ -1,6 +1,7 @@
-"""The embedded demo data: a small labelled image set that the project draws
-itself (seeded, so every machine gets the same pixels), written in ImageNet
-layout ``root/{train,val}/<class>/<index>.png``.
+"""The embedded demo pictures: a small labelled image set that the project
+draws itself (seeded, so every machine gets the same pixels), written in
+ImageNet layout ``root/{train,val}/<class>/<index>.png``. The dataset that
+reads them is ``BootMAEDemoDataset`` (``bootmae_demo_dataset.py``).
 
 Why generated rather than downloaded or taken from a dependency: it needs
 nothing but numpy and Pillow, it has labels (scikit-image's sample photos

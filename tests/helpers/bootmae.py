@@ -1,5 +1,6 @@
-"""A tiny BootMAE (64-wide, 2 blocks, 32 px images, 4 x 4 patch grid) and
-in-memory data with fixed masks, shared by the core tests."""
+"""A tiny BootMAE (64 wide, 3 blocks, 32 px images, 4 x 4 patch grid), its
+masks and in-memory masked data, and the Runner arguments for a tiny BootMAE
+run, shared by the core tests."""
 import copy
 import uuid
 from pathlib import Path
@@ -13,7 +14,7 @@ NUM_MASKED = 12
 TINY_ARCH = dict(embed_dims=64, num_layers=3, num_heads=2,
                  feedforward_channels=128)
 
-TINY_MODEL = dict(
+TINY_BOOTMAE = dict(
     type='BootMAE',
     data_preprocessor=dict(type='SelfSupDataPreprocessor',
                            mean=[127.5] * 3, std=[127.5] * 3, to_rgb=True),
@@ -29,19 +30,22 @@ TINY_MODEL = dict(
     num_masking_patches=NUM_MASKED)
 
 
-def tiny_model_cfg(**overrides):
-    cfg = copy.deepcopy(TINY_MODEL)
+def tiny_bootmae_cfg(**overrides):
+    """The tiny BootMAE model config with ``overrides``."""
+    cfg = copy.deepcopy(TINY_BOOTMAE)
     cfg.update(overrides)
     return cfg
 
 
-def random_mask(generator, grid=GRID, num_masked=NUM_MASKED):
+def random_patch_mask(generator, grid=GRID, num_masked=NUM_MASKED):
+    """A (grid, grid) 0/1 mask with ``num_masked`` random patches set."""
     mask = torch.zeros(grid * grid)
     mask[torch.randperm(grid * grid, generator=generator)[:num_masked]] = 1
     return mask.view(grid, grid)
 
 
-def make_data_samples(masks):
+def data_samples_with_masks(masks):
+    """One mmpretrain ``DataSample`` per mask, holding it."""
     samples = []
     for mask in masks:
         sample = DataSample()
@@ -60,7 +64,7 @@ class FixedMaskDataset(Dataset):
         self.images = torch.nn.functional.interpolate(
             coarse, size=(size, size), mode='bilinear',
             align_corners=False).round().to(torch.uint8)
-        self.masks = [random_mask(g) for _ in range(n)]
+        self.masks = [random_patch_mask(g) for _ in range(n)]
         self.metainfo = {}
 
     def __len__(self):
@@ -68,14 +72,15 @@ class FixedMaskDataset(Dataset):
 
     def __getitem__(self, i):
         return dict(inputs=self.images[i],
-                    data_samples=make_data_samples([self.masks[i]])[0])
+                    data_samples=data_samples_with_masks([self.masks[i]])[0])
 
 
-def runner_cfg(work_dir, max_epochs=2, batch_size=4, custom_hooks=None,
-               accumulative_counts=1, shuffle=False, **model_overrides):
+def tiny_bootmae_runner_kwargs(work_dir, max_epochs=2, batch_size=4,
+                               custom_hooks=None, accumulative_counts=1,
+                               shuffle=False, **model_overrides):
     """Runner kwargs for a tiny BootMAE run on FixedMaskDataset."""
     return dict(
-        model=tiny_model_cfg(**model_overrides),
+        model=tiny_bootmae_cfg(**model_overrides),
         work_dir=str(work_dir),
         train_dataloader=dict(
             dataset=FixedMaskDataset(), batch_size=batch_size,

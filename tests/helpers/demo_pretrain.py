@@ -11,12 +11,12 @@ import sys
 import torch
 
 from bootmae_mm.compat import safe_torch_load
-from helpers import REPO_ROOT
+from helpers.repo import REPO_ROOT, tool_env
 
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',
                        'bootmae_vit-tiny_demo.py')
 
-TINY_CONFIG = '''
+TINY_DEMO_CONFIG = '''
 _base_ = [{demo!r}]
 img_size = 32
 model = dict(
@@ -60,7 +60,6 @@ param_scheduler = [
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 custom_hooks = [
-    dict(type='NonFiniteLossHook'),
     dict(type='MomentumTargetHook', start=0.9, base=0.99, ramp_epochs=2),
     dict(type='FeatureWeightRampHook', ramp_fraction=0.5),
 ]
@@ -73,12 +72,12 @@ env_cfg = dict(dist_cfg=dict(backend='gloo'))
 '''
 
 
-def write_tiny_config(path, data_root, batch_size=4, num_workers=2,
-                      persistent=True, max_epochs=5, ckpt_interval=4):
+def write_tiny_demo_config(path, data_root, batch_size=4, num_workers=2,
+                           persistent=True, max_epochs=5, ckpt_interval=4):
     """Write the shrunk demo config to ``path``; 12 pictures, so
     ``12 // batch_size`` iterations per epoch."""
     with open(path, 'w') as f:
-        f.write(TINY_CONFIG.format(
+        f.write(TINY_DEMO_CONFIG.format(
             demo=DEMO_CONFIG, data_root=str(data_root),
             batch_size=batch_size, num_workers=num_workers,
             persistent=persistent, max_epochs=max_epochs,
@@ -86,20 +85,11 @@ def write_tiny_config(path, data_root, batch_size=4, num_workers=2,
     return str(path)
 
 
-def tool_env():
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [REPO_ROOT] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-    env.update(PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
-               MKL_NUM_THREADS='1')
-    return env
-
-
 ITER_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/(\d+)\]')
 
 
-def train(config, work_dir, resume=False, kill_at=None, extra=(),
-          launcher=None, timeout=300):
+def run_train_tool(config, work_dir, resume=False, kill_at=None, extra=(),
+                   launcher=None, timeout=300):
     """Run ``tools/train.py`` (or ``tools/dist_train.sh CONFIG N`` when
     ``launcher=N``); with ``kill_at``, SIGKILL its whole process group as
     soon as it logs that (1-based) iteration. Returns (returncode, output,
@@ -111,7 +101,9 @@ def train(config, work_dir, resume=False, kill_at=None, extra=(),
     cmd += ['--work-dir', str(work_dir)] + list(extra)
     if resume:
         cmd += ['--resume', 'auto']
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=tool_env(),
+    env = tool_env(dict(PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
+                        MKL_NUM_THREADS='1'))
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     lines, iters = [], []
@@ -133,19 +125,20 @@ def train(config, work_dir, resume=False, kill_at=None, extra=(),
     return proc.returncode, ''.join(lines), iters
 
 
-def load(path):
+def load_checkpoint(path):
+    """A checkpoint read with the safe loader."""
     return safe_torch_load(str(path))
 
 
-def tensors(tree, prefix=''):
+def flatten_tensors(tree, prefix=''):
     """Flatten the tensors of a (nested) state dict: {dotted key: tensor}."""
     out = {}
     if isinstance(tree, dict):
         for k, v in tree.items():
-            out.update(tensors(v, f'{prefix}{k}.'))
+            out.update(flatten_tensors(v, f'{prefix}{k}.'))
     elif isinstance(tree, (list, tuple)):
         for i, v in enumerate(tree):
-            out.update(tensors(v, f'{prefix}{i}.'))
+            out.update(flatten_tensors(v, f'{prefix}{i}.'))
     elif isinstance(tree, torch.Tensor):
         out[prefix[:-1]] = tree
     elif isinstance(tree, (int, float)):
