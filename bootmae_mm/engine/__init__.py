@@ -2,3 +2,4 @@ from . import hooks  # noqa: F401
 from . import atomic_backend  # noqa: F401
 from . import atomic_fsdp_strategy  # noqa: F401
 from . import fsdp_wrap_policy  # noqa: F401
+from .prefetch_train_loop import PrefetchEpochBasedTrainLoop  # noqa: F401
