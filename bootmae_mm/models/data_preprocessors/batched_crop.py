@@ -16,6 +16,15 @@ def _cubic(t: torch.Tensor) -> torch.Tensor:
                                                  torch.zeros_like(t)))
 
 
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on ``device``; to CUDA through pinned memory and
+    an asynchronous copy (a copy from pageable memory waits for the
+    stream)."""
+    if device.type == 'cuda':
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def resize_weights(lengths: torch.Tensor, out_size: int,
                    padded: int) -> torch.Tensor:
     """Antialiased bicubic resampling matrices for crops of ``lengths``.
@@ -26,31 +35,39 @@ def resize_weights(lengths: torch.Tensor, out_size: int,
     ``interpolate(..., mode='bicubic', antialias=True)`` (PIL's
     convolution: kernel widened by the downscaling factor, support
     truncated to the crop, each row normalized to sum 1); positions past
-    ``lengths[b]`` get weight 0.
+    ``lengths[b]`` get weight 0. The weights are computed on the band of
+    at most ``K`` positions each row can reach and scattered into the
+    matrix.
 
     Args:
-        lengths (Tensor): ``(B,)`` crop lengths (> 0), on the device.
+        lengths (Tensor): ``(B,)`` crop lengths, ``0 < length <= padded``,
+            on the device.
         out_size (int): Output length.
         padded (int): Number of input positions (>= max length).
 
     Returns:
         Tensor: ``(B, out_size, padded)`` float32 weights.
     """
+    device = lengths.device
     length = lengths.to(torch.float64).view(-1, 1, 1)
     step = length / out_size
     stretch = step.clamp(min=1.0)
     support = 2.0 * stretch
-    pos = torch.arange(out_size, dtype=torch.float64,
-                       device=lengths.device).view(1, -1, 1)
-    center = (pos + 0.5) * step
-    x = torch.arange(padded, dtype=torch.float64,
-                     device=lengths.device).view(1, 1, -1)
+    center = (torch.arange(out_size, dtype=torch.float64,
+                           device=device).view(1, -1, 1) + 0.5) * step
     lo = torch.floor(center - support + 0.5).clamp(min=0)
     hi = torch.minimum(torch.floor(center + support + 0.5), length)
-    weights = _cubic((x - center + 0.5) / stretch)
-    weights = weights * ((x >= lo) & (x < hi))
+    # hi - lo <= 2 * support + 1, support <= 2 * max(padded / out, 1)
+    taps = int(4 * max(padded / out_size, 1.0)) + 2
+    x = lo + torch.arange(taps, dtype=torch.float64, device=device)
+    weights = _cubic((x - center + 0.5) / stretch) * (x < hi)
     weights = weights / weights.sum(-1, keepdim=True)
-    return weights.to(torch.float32)
+    # positions past the band carry weight 0: clamping them onto a real
+    # position and adding leaves it exact
+    index = x.clamp(max=padded - 1).long()
+    out = torch.zeros(length.shape[0], out_size, padded,
+                      dtype=torch.float32, device=device)
+    return out.scatter_add_(2, index, weights.to(torch.float32))
 
 
 def batched_resized_crop(images: Sequence[torch.Tensor], boxes: torch.Tensor,
@@ -108,8 +125,8 @@ def batched_resized_crop(images: Sequence[torch.Tensor], boxes: torch.Tensor,
         else:
             groups.append([i])
             group_h, group_w = h, w
-    boxes = boxes.to(device)
-    flips = flips.to(device)
+    boxes = _to_device(boxes, device)
+    flips = _to_device(flips, device)
     out = None
     for group in groups:
         crops = []
@@ -123,7 +140,7 @@ def batched_resized_crop(images: Sequence[torch.Tensor], boxes: torch.Tensor,
         targets = [padded[j, :, :c.shape[1], :c.shape[2]]
                    for j, c in enumerate(crops)]
         torch._foreach_copy_(targets, crops)
-        index = torch.tensor(group, device=device)
+        index = _to_device(torch.tensor(group), device)
         rows = resize_weights(boxes[index, 2], out_h, pad_h)
         cols = resize_weights(boxes[index, 3], out_w, pad_w)
         cols = torch.where(flips[index].view(-1, 1, 1), cols.flip(1), cols)
