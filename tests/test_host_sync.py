@@ -7,10 +7,10 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
+from tiny_pretrain import write_tiny_config
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.datasets.demo_data import make_demo_dataset
-from tiny_pretrain import write_tiny_config
 
 READS = ('item', 'cpu', 'tolist', '__float__', '__int__', '__bool__')
 

@@ -3,12 +3,12 @@ preprocessor in one copy (CPU pipeline and GPU decode path)."""
 import numpy as np
 import pytest
 import torch
+from helpers import make_image_folder
 from mmengine.registry import FUNCTIONS
+from mmpretrain.registry import DATASETS, MODELS
 from torch.utils.data._utils.pin_memory import pin_memory
 
 import bootmae_mm  # noqa: F401
-from helpers import make_image_folder
-from mmpretrain.registry import DATASETS, MODELS
 
 GRID = (4, 4)  # 32 px images, 8 px patches
 

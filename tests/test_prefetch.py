@@ -9,13 +9,13 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import FUNCTIONS
 from mmengine.runner import Runner
+from mmpretrain.registry import DATASETS, MODELS
+from tiny_pretrain import load, tensors, write_tiny_config
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.datasets.demo_data import make_demo_dataset
 from bootmae_mm.engine.batch_prefetcher import BatchPrefetcher
 from bootmae_mm.models.data_preprocessors import PreparedBatch
-from mmpretrain.registry import DATASETS, MODELS
-from tiny_pretrain import load, tensors, write_tiny_config
 
 GPU_PIPELINE = [
     dict(type='LoadImageBytes'),
@@ -89,8 +89,8 @@ def test_prefetcher_yields_the_loader_batches_in_order(demo):
         dataset=dict(type='BootMAEDemoDataset', root=str(demo),
                      num_train=2, num_val=1, img_size=32,
                      pipeline=GPU_PIPELINE)))
-    sampler = [(int(i), 1000 + int(i)) for i in np.random.default_rng(0).permutation(
-        len(dataset))]
+    order = np.random.default_rng(0).permutation(len(dataset))
+    sampler = [(int(i), 1000 + int(i)) for i in order]
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=4, sampler=sampler,
         collate_fn=lambda b: FUNCTIONS.get('mask_collate')(b, inputs='list'))

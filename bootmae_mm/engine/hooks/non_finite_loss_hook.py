@@ -4,7 +4,7 @@ from typing import Optional
 
 import torch
 from mmengine.dist import all_reduce, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmpretrain.registry import HOOKS
 
 from ..atomic_backend import read_last_checkpoint
@@ -24,13 +24,16 @@ class NonFiniteLossHook(Hook):
     flag is read (and, in distributed training, max-reduced over ranks, so
     every rank stops together) only every ``interval`` iterations (by
     default where ``LoggerHook`` logs, which reads the step's values
-    anyway), right before a checkpoint is saved (``before_save_checkpoint``,
-    which runs before the file is written) and at the end of training. If
-    it is set, a ``RuntimeError`` names the first bad iteration (1-based,
-    as logged), its epoch, every term's value there, the iteration at which
-    it was detected, and where the last good checkpoint is. No checkpoint
-    is ever written after a non-finite loss; the iterations between the bad
-    one and its detection (fewer than ``interval``) are lost work only.
+    anyway), at the iterations where ``CheckpointHook`` will save (its
+    interval, the end of an epoch, the last iteration; this hook runs
+    before it) and at the end of training; ``before_save_checkpoint``
+    (rank 0 only in mmengine, before the file is written) checks this
+    rank's flag once more. If it is set, a ``RuntimeError`` names the first
+    bad iteration (1-based, as logged), its epoch, every term's value
+    there, the iteration at which it was detected, and where the last good
+    checkpoint is. No checkpoint is ever written after a non-finite loss;
+    the iterations between the bad one and its detection (fewer than
+    ``interval``) are lost work only.
 
     As a second line of defence, ``before_save_checkpoint`` refuses to save a
     model whose parameters are not all finite (a finite loss can still give
@@ -71,8 +74,21 @@ class NonFiniteLossHook(Hook):
                          data_batch=None, outputs: Optional[dict] = None):
         if outputs:
             self._record(runner, outputs)
-        if self.every_n_train_iters(runner, self._interval):
+        if (self.every_n_train_iters(runner, self._interval)
+                or self._checkpoint_due(runner, batch_idx)):
             self._check(runner)
+
+    def _checkpoint_due(self, runner, batch_idx: int) -> bool:
+        """Whether a ``CheckpointHook`` may save after this iteration (or
+        at the end of its epoch): a superset, each costs one read."""
+        if (self.end_of_epoch(runner.train_dataloader, batch_idx)
+                or self.is_last_train_iter(runner)):
+            return True
+        return any(
+            isinstance(hook, CheckpointHook) and not hook.by_epoch
+            and hook.interval > 0
+            and self.every_n_train_iters(runner, hook.interval)
+            for hook in runner.hooks)
 
     def after_train(self, runner) -> None:
         self._check(runner)
@@ -105,12 +121,14 @@ class NonFiniteLossHook(Hook):
         self._first = torch.where(take, where, self._first)
         self._values = torch.where(take, values, self._values)
 
-    def _check(self, runner) -> None:
-        """Read the flag (one sync); raise if a term was not finite."""
+    def _check(self, runner, all_ranks: bool = True) -> None:
+        """Read the flag (one sync; max-reduced over ranks with
+        ``all_ranks``, a collective every rank must call); raise if a term
+        was not finite."""
         if self._first is None:
             return
         flag = (self._first[:1] >= 0).to(torch.float32)
-        if get_world_size() > 1:
+        if all_ranks and get_world_size() > 1:
             all_reduce(flag, op='max')
         if not flag.item():
             return
@@ -130,7 +148,9 @@ class NonFiniteLossHook(Hook):
             f'{self._last_good(runner)}')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._check(runner)
+        # mmengine calls this on rank 0 only: no collective here (the ranks
+        # were checked together in after_train_iter)
+        self._check(runner, all_ranks=False)
         if not self.check_params_before_save:
             return
         params = [p.detach() for p in runner.model.parameters()

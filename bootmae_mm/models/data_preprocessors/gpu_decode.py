@@ -1,4 +1,4 @@
-"""Decode JPEG bytes and apply the pretraining crop/flip on the model's device."""
+"""Decode JPEG bytes, crop, resize and flip them on the model's device."""
 import io
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -10,8 +10,11 @@ from mmpretrain.registry import MODELS
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-from bootmae_mm.datasets.transforms.crop_box import (check_crop_args,
-                                                     sample_crop_boxes)
+from bootmae_mm.datasets.transforms.crop_box import (
+    check_crop_args,
+    sample_crop_boxes,
+)
+
 from .batched_crop import batched_resized_crop
 from .batched_masks import attach_masks
 from .prepared_batch import PreparedBatch
@@ -41,7 +44,7 @@ class GPUDecodeDataPreprocessor(SelfSupDataPreprocessor):
        decodable image raises an error naming the files;
     2. crops, resizes to ``size`` (bicubic, antialiased) and flips the whole
        batch in a few batched operations
-       (:func:`~bootmae_mm.models.data_preprocessors.batched_crop.batched_resized_crop`),
+       (:func:`.batched_crop.batched_resized_crop`),
        rounded to integer 0..255 values like the CPU pipeline's uint8
        images. The boxes and flips are the samples' ``crop_box`` / ``flip``
        metainfo when the pipeline drew them (``RandomResizedCropBox``, in
@@ -217,8 +220,8 @@ class GPUDecodeDataPreprocessor(SelfSupDataPreprocessor):
         whose decoders' errors are returned by batch position."""
         byte_tensors = []
         for data, name in zip(inputs, names):
-            if not (isinstance(data, torch.Tensor) and data.dtype == torch.uint8
-                    and data.dim() == 1):
+            if not (isinstance(data, torch.Tensor)
+                    and data.dtype == torch.uint8 and data.dim() == 1):
                 raise TypeError(
                     f'GPUDecodeDataPreprocessor: {name}: expected the encoded '
                     f'bytes as a 1-D uint8 tensor (use LoadImageBytes in the '
