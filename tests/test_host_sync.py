@@ -101,3 +101,34 @@ def test_nan_between_logging_iterations_stops_before_the_checkpoint(
     assert 'iter_2.pth' in msg
     assert sorted(osp.basename(p) for p in glob.glob(
         osp.join(str(tmp_path), 'iter_*.pth'))) == ['iter_2.pth']
+
+
+def test_checkpoint_holds_every_logged_value_between_log_reads(tmp_path):
+    """Logging every 5 iterations, checkpoints every 2: the message hub
+    saved in iter_4.pth holds the losses of iterations 1-4 (read before the
+    save), the same values the run ends with, and the run's history equals
+    the model's outputs."""
+    from mmengine.hooks import LoggerHook
+
+    from bootmae_mm.compat import safe_torch_load
+    from toy_runner import build_toy_runner
+    runner = build_toy_runner(tmp_path, max_iters=6, interval=2)
+    next(h for h in runner.hooks if isinstance(h, LoggerHook)).interval = 5
+    outputs = []
+    real_train_step = type(runner.model).train_step
+
+    def train_step(model, *args, **kwargs):
+        out = real_train_step(model, *args, **kwargs)
+        outputs.append(float(out['loss']))
+        return out
+
+    type(runner.model).train_step = train_step
+    try:
+        runner.train()
+    finally:
+        type(runner.model).train_step = real_train_step
+    final = list(runner.message_hub.get_scalar('train/loss').data[0])
+    assert final == outputs and len(final) == 6
+    saved = safe_torch_load(str(tmp_path / 'iter_4.pth'))['message_hub']
+    history = saved['log_scalars']['train/loss'].data[0]
+    assert list(history) == final[:4]
