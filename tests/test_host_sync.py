@@ -109,9 +109,9 @@ def test_checkpoint_holds_every_logged_value_between_log_reads(tmp_path):
     save), the same values the run ends with, and the run's history equals
     the model's outputs."""
     from mmengine.hooks import LoggerHook
+    from toy_runner import build_toy_runner
 
     from bootmae_mm.compat import safe_torch_load
-    from toy_runner import build_toy_runner
     runner = build_toy_runner(tmp_path, max_iters=6, interval=2)
     next(h for h in runner.hooks if isinstance(h, LoggerHook)).interval = 5
     outputs = []

@@ -154,3 +154,28 @@ def test_prefetch_loop_refuses_a_plain_preprocessor(tmp_path, demo):
     cfg.train_dataloader.collate_fn = dict(type='default_collate')
     with pytest.raises(TypeError, match='model.data_preprocessor.type'):
         Runner.from_cfg(cfg).train()
+
+
+def test_pretraining_config_feeds_the_gpu():
+    """configs/bootmae_vit-b_800e.py: prefetching loop, masks collated into
+    one tensor for BootMAEDataPreprocessor, logged values read at the
+    logging interval."""
+    from helpers import REPO_ROOT
+    from mmengine.registry import HOOKS, LOOPS
+    cfg = Config.fromfile(f'{REPO_ROOT}/configs/bootmae_vit-b_800e.py')
+    assert cfg.train_cfg.type == 'PrefetchEpochBasedTrainLoop'
+    assert cfg.train_dataloader.collate_fn.type == 'mask_collate'
+    assert cfg.train_dataloader.pin_memory is True
+    assert cfg.model.data_preprocessor.type == 'BootMAEDataPreprocessor'
+    assert cfg.default_hooks.runtime_info.type == \
+        'LogIntervalRuntimeInfoHook'
+    from mmpretrain.registry import HOOKS as PRETRAIN_HOOKS
+    from mmpretrain.registry import LOOPS as PRETRAIN_LOOPS
+    for registry, name in ((PRETRAIN_LOOPS, cfg.train_cfg.type),
+                           (FUNCTIONS, 'mask_collate'),
+                           (PRETRAIN_HOOKS, 'LogIntervalRuntimeInfoHook'),
+                           (MODELS, 'BootMAEDataPreprocessor')):
+        assert registry.get(name) is not None, name
+    # the plain versions stay available
+    assert LOOPS.get('EpochBasedTrainLoop') is not None
+    assert HOOKS.get('RuntimeInfoHook') is not None
