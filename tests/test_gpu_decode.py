@@ -75,11 +75,25 @@ def test_load_image_bytes(jpegs):
     assert packed['inputs'].shape == (len(img), )
 
 
-def test_load_image_bytes_bad_file(tmp_path):
+def test_load_image_bytes_bad_file(tmp_path, monkeypatch):
+    """A file with no image header, an empty file: skipped with a warning
+    naming it (None: the dataset draws another index), or with
+    skip_bad=False a ValueError naming it."""
     bad = tmp_path / 'broken.jpg'
     bad.write_bytes(b'not an image at all')
+    empty = tmp_path / 'empty.jpg'
+    empty.write_bytes(b'')
+    lines = _log_lines(monkeypatch)
+    load = TRANSFORMS.build(dict(type='LoadImageBytes'))
+    assert load(dict(img_path=str(bad))) is None
+    assert load(dict(img_path=str(empty))) is None
+    assert 'broken.jpg' in lines[0] and 'empty.jpg' in lines[1]
+    assert '2 unreadable file(s)' in lines[1]
+    strict = TRANSFORMS.build(dict(type='LoadImageBytes', skip_bad=False))
     with pytest.raises(ValueError, match='broken.jpg'):
-        TRANSFORMS.build(dict(type='LoadImageBytes'))(dict(img_path=str(bad)))
+        strict(dict(img_path=str(bad)))
+    with pytest.raises(ValueError, match='empty file .*empty.jpg'):
+        strict(dict(img_path=str(empty)))
     # without the header check the bytes load; decoding then names the file
     results = TRANSFORMS.build(dict(type='LoadImageBytes', read_shape=False))(
         dict(img_path=str(bad)))
@@ -376,3 +390,37 @@ def test_truncated_jpeg_in_batch_is_skipped_and_named(jpegs, tmp_path,
         assert torch.equal(samples_out[0].mask, masks[0])
     with pytest.raises(ValueError, match='no image .*truncated.jpg'):
         _preprocessor()(_batch([str(bad)]))
+
+
+def test_bad_files_through_the_real_gpu_path(jpegs, tmp_path, monkeypatch):
+    """CustomDataset + DataLoader + preprocessor over a folder with a file
+    that is no image (skipped in the worker, another index drawn) and a
+    truncated JPEG (skipped in the preprocessor): every batch is full and
+    both files are named in warnings."""
+    from mmengine.registry import FUNCTIONS
+    from mmpretrain.registry import DATASETS
+    folder = Path(jpegs[0]).parent
+    (folder / 'not_an_image.jpg').write_bytes(b'hello')
+    data = Path(jpegs[0]).read_bytes()
+    (folder / 'truncated.jpg').write_bytes(data[:len(data) // 3])
+    dataset = DATASETS.build(dict(
+        type='CustomDataset', data_root=str(folder), with_label=False,
+        pipeline=[dict(type='LoadImageBytes'),
+                  dict(type='RandomResizedCropBox'),
+                  dict(type='PackInputs',
+                       meta_keys=('img_path', 'crop_box', 'flip'))]))
+    assert len(dataset) == 5
+    lines = _log_lines(monkeypatch)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=5, collate_fn=lambda batch: FUNCTIONS.get(
+            'mask_collate')(batch, inputs='list'))
+    pre = _preprocessor()
+    np.random.seed(0)
+    for _ in range(2):
+        for batch in loader:
+            out = pre(batch)
+            assert out['inputs'].shape == (5, 3, 64, 64)
+            assert all(s.img_path != str(folder / 'truncated.jpg')
+                       for s in out['data_samples'])
+    text = '\n'.join(lines)
+    assert 'not_an_image.jpg' in text and 'truncated.jpg' in text
