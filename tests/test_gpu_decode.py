@@ -181,8 +181,9 @@ def test_batched_crop_equals_per_image_path(jpegs):
     about 1.2 for this kernel) and clips that intermediate to 0..255 (the
     bicubic overshoot near edges is lost), the values differ by about 0.1
     grey level on average and by a few levels at most."""
-    from bootmae_mm.models.data_preprocessors.batched_crop import \
-        batched_resized_crop
+    from bootmae_mm.models.data_preprocessors.batched_crop import (
+        batched_resized_crop,
+    )
     images = [_decode(p) for p in jpegs]
     rng = np.random.default_rng(5)
     boxes, flips = [], []
