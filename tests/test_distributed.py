@@ -58,10 +58,14 @@ class DistProbeHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
+        # mask_collate stacks the masks into data_batch['masks']
+        masks = data_batch.get('masks')
+        if masks is None:
+            masks = [s.mask for s in data_batch['data_samples']]
         self.batches.append([
-            (s.img_path, int(img.long().sum()), s.mask.flatten().tolist())
-            for img, s in zip(data_batch['inputs'],
-                              data_batch['data_samples'])])
+            (s.img_path, int(img.long().sum()), m.flatten().tolist())
+            for img, s, m in zip(data_batch['inputs'],
+                                 data_batch['data_samples'], masks)])
 
     def after_train(self, runner):
         torch.save(dict(world_size=get_world_size(), batches=self.batches,

@@ -12,12 +12,17 @@ the model's data preprocessor applied to each batch in the main process on
   mmpretrain's MAE configs) -> ``RandomFlip`` 0.5 -> ``BootMAEMaskGenerator``
   -> ``PackInputs``; then mmengine's ``ImgDataPreprocessor`` (BGR -> RGB,
   normalize with mean = std = 127.5, stack).
-* ``--gpu-decode``: ``LoadImageBytes`` -> ``BootMAEMaskGenerator`` ->
-  ``PackInputs`` in the workers; then ``GPUDecodeDataPreprocessor`` (batched
-  ``torchvision.io.decode_jpeg`` on ``--device``, RandomResizedCrop, flip,
-  normalize). Its GPU figures need a CUDA device (``--device cuda``); on a
-  CPU-only machine it runs with ``--device cpu`` (libjpeg-turbo, torch ops on
-  the CPU), which says nothing about the GPU rate.
+* ``--gpu-decode``: ``LoadImageBytes`` -> ``RandomResizedCropBox`` (box
+  and flip drawn in the worker) -> ``BootMAEMaskGenerator`` -> ``PackInputs``
+  in the workers, ``mask_collate`` (masks in one tensor); then
+  ``GPUDecodeDataPreprocessor`` (batched ``torchvision.io.decode_jpeg`` on
+  ``--device``, batched crop/resize/flip, normalize). With an older
+  bootmae_mm on the path (no ``RandomResizedCropBox`` / ``mask_collate``),
+  the older pipeline (boxes drawn in the preprocessor, ``pseudo_collate``)
+  is timed, so the same tool measures before and after. Its GPU figures
+  need a CUDA device (``--device cuda``); on a CPU-only machine it runs with
+  ``--device cpu`` (libjpeg-turbo, torch ops on the CPU), which says nothing
+  about the GPU rate.
 
 The mask transform is included when ``BootMAEMaskGenerator`` is registered in
 mmpretrain's ``TRANSFORMS`` (``--mask``/``--no-mask`` force it on/off).
@@ -45,7 +50,11 @@ figures), and ``main_cpu_s_per_img``, the main process's CPU time (all its
 threads) per image in the window: with ``workers=0`` that is the whole
 pipeline's CPU cost, so ``1 / main_cpu_s_per_img`` estimates the rate of
 one uncontended core; with workers it is the main process's share
-(collation, preprocessor).
+(collation, preprocessor). ``pre_cpu_s_per_batch``: the process's CPU time
+(all threads) inside the data preprocessor per batch; ``ops_per_batch``
+(``--count-ops``): the torch operators other than views that the
+preprocessor dispatches for one batch (counted before the window), on a GPU
+about one kernel launch each.
 
 Example::
 
@@ -103,6 +112,9 @@ def parse_args(argv=None):
                         help='device of the data preprocessor (default: '
                         'cuda if available, else cpu)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--count-ops', action='store_true',
+                        help='count the torch operators the preprocessor '
+                        'dispatches per batch')
     args = parser.parse_args(argv)
     if min(args.workers) < 0 or args.num_images < 1 or args.batch_size < 1:
         parser.error('--workers must be >= 0, --num-images and --batch-size '
@@ -161,9 +173,13 @@ def mask_transform(args):
 
 def build_pipeline(args):
     """The data pipeline as a list of config dicts."""
+    from mmpretrain.registry import TRANSFORMS
     mask = mask_transform(args)
     if args.gpu_decode:
         pipeline = [dict(type='LoadImageBytes')]
+        if TRANSFORMS.get('RandomResizedCropBox') is not None:
+            pipeline.append(dict(type='RandomResizedCropBox',
+                                 scale=(0.2, 1.0)))
     else:
         pipeline = [
             dict(type='LoadImageFromFile'),
@@ -177,8 +193,41 @@ def build_pipeline(args):
         ]
     if mask is not None:
         pipeline.append(mask)
-    pipeline.append(dict(type='PackInputs'))
+    if len(pipeline) > 1 and pipeline[1]['type'] == 'RandomResizedCropBox':
+        pipeline.append(dict(type='PackInputs', meta_keys=(
+            'img_path', 'ori_shape', 'crop_box', 'flip')))
+    else:
+        pipeline.append(dict(type='PackInputs'))
     return pipeline
+
+
+def collate_fn(args):
+    """``mask_collate`` on the GPU decode path (when registered), else
+    ``pseudo_collate``."""
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import FUNCTIONS
+    collate = FUNCTIONS.get('mask_collate')
+    if args.gpu_decode and collate is not None:
+        return functools.partial(collate, inputs='list')
+    return pseudo_collate
+
+
+def count_ops(preprocessor, data):
+    """The number of torch operators (views excepted) ``preprocessor``
+    dispatches."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        num = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view:  # views launch no kernel
+                Count.num += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        preprocessor(data, training=True)
+    return Count.num
 
 
 def build_preprocessor(args):
@@ -199,7 +248,7 @@ def sync(device):
 
 def measure(dataset, preprocessor, workers, args):
     """Time a steady-state window of ``workers`` loader workers."""
-    from mmengine.dataset import InfiniteSampler, pseudo_collate
+    from mmengine.dataset import InfiniteSampler
     from mmengine.dataset.utils import worker_init_fn
     skip = args.skip_batches
     if skip is None:
@@ -210,20 +259,27 @@ def measure(dataset, preprocessor, workers, args):
         batch_size=args.batch_size,
         sampler=InfiniteSampler(dataset, shuffle=True, seed=args.seed),
         num_workers=workers,
-        collate_fn=pseudo_collate,
+        collate_fn=collate_fn(args),
         pin_memory=torch.device(args.device).type == 'cuda',
         prefetch_factor=PREFETCH_FACTOR if workers > 0 else None,
         worker_init_fn=functools.partial(
             worker_init_fn, num_workers=workers, rank=0, seed=args.seed)
         if workers > 0 else None)
     batches = iter(loader)
-    for _ in range(skip):
-        preprocessor(next(batches), training=True)
+    ops = None
+    for i in range(skip):
+        data = next(batches)
+        if args.count_ops and i == skip - 1:
+            ops = count_ops(preprocessor, data)
+        preprocessor(data, training=True)
     sync(args.device)
     start, cpu_start = time.perf_counter(), time.process_time()
-    images = 0
+    images, pre_cpu = 0, 0.0
     for _ in range(num):
-        out = preprocessor(next(batches), training=True)
+        data = next(batches)
+        pre_start = time.process_time()
+        out = preprocessor(data, training=True)
+        pre_cpu += time.process_time() - pre_start
         images += out['inputs'].shape[0]
     sync(args.device)
     seconds = time.perf_counter() - start
@@ -241,6 +297,8 @@ def measure(dataset, preprocessor, workers, args):
         batches_skipped=skip,
         seconds=round(seconds, 2),
         main_cpu_s_per_img=round(main_cpu_seconds / images, 5),
+        pre_cpu_s_per_batch=round(pre_cpu / num, 4),
+        ops_per_batch=ops,
         mask=bool(args.mask),
         load_avg_1m=round(os.getloadavg()[0], 2),
     )

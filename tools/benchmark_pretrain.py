@@ -31,6 +31,7 @@ Examples::
 """
 import argparse
 import copy
+import functools
 import json
 import logging
 import os
@@ -116,26 +117,34 @@ def mask_generator(cfg):
 
 def make_batches(cfg, batch_size, device, n=4, seed=0):
     """``n`` host batches of random uint8 images with the config's masks,
-    as ``default_collate`` gives them (pinned when the step runs on GPU)."""
+    as the config's ``train_dataloader.collate_fn`` gives them (e.g.
+    ``mask_collate``: masks stacked into one tensor), their tensors pinned
+    when the step runs on GPU."""
+    from mmengine.registry import FUNCTIONS
     from mmpretrain.structures import DataSample
+    collate_cfg = dict(cfg.get('train_dataloader', {}).get(
+        'collate_fn', None) or dict(type='default_collate'))
+    collate = functools.partial(FUNCTIONS.get(collate_cfg.pop('type')),
+                                **collate_cfg)
     gen, img_size = mask_generator(cfg)
     h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
     rng = torch.Generator().manual_seed(seed)
     np.random.seed(seed)
     batches = []
     for _ in range(n):
-        inputs, samples = [], []
+        samples = []
         for _ in range(batch_size):
-            inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
-                                        generator=rng))
+            img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
+                                generator=rng)
             mask = gen.transform(dict(img=np.zeros((h, w, 3), np.uint8)))
             sample = DataSample()
             sample.set_mask(torch.as_tensor(mask['mask']))
-            samples.append(sample)
-        inputs = torch.stack(inputs)
+            samples.append(dict(inputs=img, data_samples=sample))
+        batch = collate(samples)
         if device.type == 'cuda':
-            inputs = inputs.pin_memory()
-        batches.append(dict(inputs=inputs, data_samples=samples))
+            batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v
+                     for k, v in batch.items()}
+        batches.append(batch)
     return batches
 
 

@@ -1,1 +1,7 @@
-from . import atomic_backend, atomic_fsdp_strategy, fsdp_wrap_policy, hooks
+from . import (
+    atomic_backend,  # noqa: F401
+    atomic_fsdp_strategy,  # noqa: F401
+    fsdp_wrap_policy,  # noqa: F401
+    hooks,  # noqa: F401
+)
+from .prefetch_train_loop import PrefetchEpochBasedTrainLoop  # noqa: F401

@@ -6,6 +6,9 @@ default_scope = 'mmpretrain'
 custom_imports = dict(imports=['bootmae_mm'], allow_failed_imports=False)
 
 default_hooks = dict(
+    # put the step's logged values into the message hub at the logging
+    # interval (one read) rather than with .item() after every step
+    runtime_info=dict(type='LogIntervalRuntimeInfoHook'),
     # record the time of every iteration
     timer=dict(type='IterTimerHook'),
     # print log every 50 iterations

@@ -1,3 +1,7 @@
+from .bootmae_data_preprocessor import BootMAEDataPreprocessor
 from .gpu_decode import GPUDecodeDataPreprocessor
+from .prepared_batch import PreparedBatch
 
-__all__ = ['GPUDecodeDataPreprocessor']
+__all__ = [
+    'BootMAEDataPreprocessor', 'GPUDecodeDataPreprocessor', 'PreparedBatch'
+]

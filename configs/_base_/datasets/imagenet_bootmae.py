@@ -31,7 +31,9 @@ train_dataloader = dict(
     pin_memory=True,
     # DefaultSampler's order, resumable mid-epoch, one seed per sample ...
     sampler=dict(type='ResumableSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
+    # default_collate, with the masks stacked into one tensor that the loader
+    # pins and the data preprocessor copies once
+    collate_fn=dict(type='mask_collate'),
     # ... from which SeededDataset draws the sample's crop, flip and mask
     dataset=dict(
         type='SeededDataset',

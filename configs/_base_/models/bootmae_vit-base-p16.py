@@ -6,7 +6,9 @@
 model = dict(
     type='BootMAE',
     data_preprocessor=dict(
-        type='SelfSupDataPreprocessor',
+        # SelfSupDataPreprocessor that also moves the batch's masks (stacked
+        # by mask_collate) in one copy
+        type='BootMAEDataPreprocessor',
         mean=[127.5, 127.5, 127.5],  # (0.5, 0.5, 0.5) on [0, 1]
         std=[127.5, 127.5, 127.5],
         to_rgb=True,
