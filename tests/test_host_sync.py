@@ -7,10 +7,10 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
-from tiny_pretrain import write_tiny_config
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.datasets.demo_data import make_demo_dataset
+from bootmae_mm.datasets.demo_pictures import make_demo_dataset
+from helpers.demo_pretrain import write_tiny_demo_config
 
 READS = ('item', 'cpu', 'tolist', '__float__', '__int__', '__bool__')
 
@@ -56,7 +56,7 @@ def test_hooks_read_only_at_logging_and_checkpoint_iterations(
     and the logged losses are those of the model's outputs."""
     make_demo_dataset(str(tmp_path / 'demo'), num_train=2, num_val=1,
                       img_size=32)
-    cfg = Config.fromfile(write_tiny_config(
+    cfg = Config.fromfile(write_tiny_demo_config(
         tmp_path / 'tiny.py', tmp_path / 'demo', num_workers=0,
         persistent=False, max_epochs=3, ckpt_interval=4))
     cfg.work_dir = str(tmp_path / 'work')
@@ -90,7 +90,8 @@ def test_nan_between_logging_iterations_stops_before_the_checkpoint(
     import os.path as osp
 
     from mmengine.hooks import LoggerHook
-    from toy_runner import build_toy_runner
+
+    from helpers.toy_runner import build_toy_runner
     runner = build_toy_runner(tmp_path, max_iters=8, interval=2, nan_at=3)
     next(h for h in runner.hooks if isinstance(h, LoggerHook)).interval = 5
     with pytest.raises(RuntimeError) as info:
@@ -109,9 +110,9 @@ def test_checkpoint_holds_every_logged_value_between_log_reads(tmp_path):
     save), the same values the run ends with, and the run's history equals
     the model's outputs."""
     from mmengine.hooks import LoggerHook
-    from toy_runner import build_toy_runner
 
     from bootmae_mm.compat import safe_torch_load
+    from helpers.toy_runner import build_toy_runner
     runner = build_toy_runner(tmp_path, max_iters=6, interval=2)
     next(h for h in runner.hooks if isinstance(h, LoggerHook)).interval = 5
     outputs = []

@@ -8,7 +8,7 @@ from mmpretrain.registry import DATASETS, MODELS
 from torch.utils.data._utils.pin_memory import pin_memory
 
 import bootmae_mm  # noqa: F401
-from helpers import make_image_folder
+from helpers.image_folder import make_image_folder
 
 GRID = (4, 4)  # 32 px images, 8 px patches
 

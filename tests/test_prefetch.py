@@ -10,12 +10,16 @@ from mmengine.hooks import Hook
 from mmengine.registry import FUNCTIONS
 from mmengine.runner import Runner
 from mmpretrain.registry import DATASETS, MODELS
-from tiny_pretrain import load, tensors, write_tiny_config
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.datasets.demo_data import make_demo_dataset
+from bootmae_mm.datasets.demo_pictures import make_demo_dataset
 from bootmae_mm.engine.batch_prefetcher import BatchPrefetcher
 from bootmae_mm.models.data_preprocessors import PreparedBatch
+from helpers.demo_pretrain import (
+    flatten_tensors,
+    load_checkpoint,
+    write_tiny_demo_config,
+)
 
 GPU_PIPELINE = [
     dict(type='LoadImageBytes'),
@@ -35,7 +39,7 @@ def demo(tmp_path_factory):
 
 
 def _cfg(tmp_path, demo, gpu_decode, prefetch, work_dir):
-    cfg = Config.fromfile(write_tiny_config(
+    cfg = Config.fromfile(write_tiny_demo_config(
         tmp_path / 'tiny.py', demo, num_workers=0, persistent=False,
         max_epochs=3, ckpt_interval=4))
     cfg.work_dir = str(work_dir)
@@ -132,9 +136,9 @@ def test_prefetch_loop_trains_as_plain_loop_and_resumes(
         'PrefetchEpochBasedTrainLoop'
     assert len(_losses(plain)) == 9
     np.testing.assert_array_equal(_losses(runner), _losses(plain))
-    ref = tensors(load(tmp_path / 'a' / 'iter_9.pth'))
+    ref = flatten_tensors(load_checkpoint(tmp_path / 'a' / 'iter_9.pth'))
     assert any(k.startswith('state_dict.target_encoder.') for k in ref)
-    got = tensors(load(tmp_path / 'b' / 'iter_9.pth'))
+    got = flatten_tensors(load_checkpoint(tmp_path / 'b' / 'iter_9.pth'))
     differ = [k for k in ref if not torch.equal(ref[k], got[k])]
     assert ref.keys() == got.keys() and not differ, differ[:5]
 
@@ -143,7 +147,7 @@ def test_prefetch_loop_trains_as_plain_loop_and_resumes(
     resumed = _train(cfg, resume=True)
     assert len(_losses(resumed)) == 9  # the message hub was restored
     np.testing.assert_array_equal(_losses(resumed), _losses(plain))
-    got = tensors(load(tmp_path / 'c' / 'iter_9.pth'))
+    got = flatten_tensors(load_checkpoint(tmp_path / 'c' / 'iter_9.pth'))
     differ = [k for k in ref if not torch.equal(ref[k], got[k])]
     assert ref.keys() == got.keys() and not differ, differ[:5]
 
@@ -162,7 +166,7 @@ def test_pretraining_config_feeds_the_gpu():
     logging interval."""
     from mmengine.registry import HOOKS, LOOPS
 
-    from helpers import REPO_ROOT
+    from helpers.repo import REPO_ROOT
     cfg = Config.fromfile(f'{REPO_ROOT}/configs/bootmae_vit-b_800e.py')
     assert cfg.train_cfg.type == 'PrefetchEpochBasedTrainLoop'
     assert cfg.train_dataloader.collate_fn.type == 'mask_collate'
