@@ -24,6 +24,8 @@ default_hooks = dict(
     # exact resume: a run resumed mid-epoch continues at the next batch, and
     # every iteration's random state is a function of (seed, iteration)
     exact_resume=dict(type='ExactResumeHook'),
+    # data-loader workers die with the training process (even on SIGKILL)
+    worker_parent_death=dict(type='WorkerParentDeathHook'),
     # validation results visualization, set True to enable it
     visualization=dict(type='VisualizationHook', enable=False),
 )

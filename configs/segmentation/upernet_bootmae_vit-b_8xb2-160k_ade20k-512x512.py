@@ -11,6 +11,9 @@ _base_ = [
 ]
 default_scope = 'mmseg'
 custom_imports = dict(imports=['bootmae_mm'], allow_failed_imports=False)
+# data-loader workers die with the training process (even on SIGKILL)
+default_hooks = dict(
+    worker_parent_death=dict(type='mmpretrain.WorkerParentDeathHook'))
 
 crop_size = (512, 512)
 # the encoder takes crop_size inputs only (its relative position tables are
