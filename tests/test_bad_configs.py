@@ -83,7 +83,7 @@ def test_missing_data_root_is_named(tmp_path):
 def test_test_tool_checks_only_the_test_data(tmp_path):
     """Evaluating needs the test set only: a missing training folder does
     not stop tools/test.py, a missing test folder does (named)."""
-    from bootmae_mm.engine.runner import check_data_paths
+    from bootmae_mm.engine.run_config import check_data_paths
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'linear',
                                    'bootmae_vit-b_linear-90e_in1k.py'))

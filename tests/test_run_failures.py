@@ -1,14 +1,19 @@
 """What a run of ``tools/train.py`` leaves and says when it is killed, given
 a checkpoint of another model, or resumed with a new lr (docs/reliability.md,
 "Killed runs" and "Resume")."""
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
+
 from helpers import REPO_ROOT
-from tiny_pretrain import DEMO_CONFIG, ITER_LINE, tool_env
+from tiny_pretrain import (DEMO_CONFIG, ITER_LINE, tool_env, train,
+                           write_tiny_config)
 
 
 def _session_processes(sid):
@@ -61,3 +66,118 @@ def test_sigkilled_run_leaves_no_dataloader_worker(tmp_path):
     finally:
         for pid in _session_processes(proc.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """The tiny config trained 2 epochs (6 iterations), a checkpoint every 3
+    iterations: ``iter_3.pth``, ``iter_6.pth``."""
+    root = tmp_path_factory.mktemp('trained')
+    config = write_tiny_config(root / 'tiny.py', root / 'data',
+                               num_workers=0, persistent=False, max_epochs=2,
+                               ckpt_interval=3)
+    code, out, iters = train(config, root / 'work')
+    assert code == 0 and iters[-1] == 6, out[-3000:]
+    return config, root / 'work'
+
+
+def _copy(trained, tmp_path):
+    work = tmp_path / 'work'
+    shutil.copytree(trained[1], work)
+    (work / 'last_checkpoint').write_text(str(work / 'iter_6.pth'))
+    return trained[0], work
+
+
+def _logged(work, key):
+    """{iteration: value} of a scalar in the runs' scalars.json files."""
+    values = {}
+    for path in sorted(work.glob('*/vis_data/scalars.json')):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if key in row:
+                values[row['iter']] = row[key]
+    return values
+
+
+def _log_files_text(work):
+    return ''.join(p.read_text() for p in work.glob('*/*.log'))
+
+
+def test_resume_skips_a_truncated_newest_checkpoint(trained, tmp_path):
+    """No ``last_checkpoint`` and the newest checkpoint cut short (a full
+    disk, a bad copy): ``--resume auto`` continues from the newest complete
+    one, naming the skipped file (it used to try the torn file and die)."""
+    config, work = _copy(trained, tmp_path)
+    newest = work / 'iter_6.pth'
+    newest.write_bytes(newest.read_bytes()[:newest.stat().st_size // 2])
+    (work / 'last_checkpoint').unlink()
+    code, out, iters = train(config, work, resume=True,
+                             extra=['--cfg-options', 'train_cfg.max_epochs=3'])
+    assert code == 0, out[-3000:]
+    assert f'skipping {newest}, which is not a complete checkpoint' in out
+    assert 'resumed epoch: 0, iter: 3' in out, out[-3000:]
+    assert iters == list(range(4, 10))
+
+
+def test_resume_warns_when_the_pointer_names_a_missing_file(trained,
+                                                            tmp_path):
+    config, work = _copy(trained, tmp_path)
+    gone = work / 'iter_99.pth'
+    (work / 'last_checkpoint').write_text(str(gone))
+    code, out, iters = train(config, work, resume=True,
+                             extra=['--cfg-options', 'train_cfg.max_epochs=3'])
+    assert code == 0, out[-3000:]
+    assert f'last_checkpoint names {gone}, which does not exist' in out
+    assert 'resumed epoch: 1, iter: 6' in out, out[-3000:]
+    assert iters == [7, 8, 9]
+
+
+def test_resume_with_another_architecture_is_refused_before_a_step(
+        trained, tmp_path):
+    """``--resume`` with a wider encoder used to log size mismatches, resume
+    and die in AdamW; it is refused before any step, naming the checkpoint
+    and the first mismatched keys and shapes, also in the run's log file."""
+    config, work = _copy(trained, tmp_path)
+    code, out, iters = train(config, work, resume=True, extra=[
+        '--cfg-options', 'model.backbone.arch.embed_dims=64'])
+    assert code != 0 and iters == []
+    message = (f'resume: checkpoint {work / "iter_6.pth"} does not fit the '
+               'model of this config')
+    assert message in out, out[-3000:]
+    assert 'backbone.cls_token: checkpoint (1, 1, 32) vs model (1, 1, 64)' \
+        in out
+    assert 'CheckpointMismatchError' in _log_files_text(work)
+
+
+def test_load_from_with_mismatched_shapes_is_refused(trained, tmp_path):
+    config, work = _copy(trained, tmp_path)
+    checkpoint = trained[1] / 'iter_6.pth'
+    code, out, iters = train(config, tmp_path / 'new', extra=[
+        '--cfg-options', f'load_from={checkpoint}',
+        'model.backbone.arch.embed_dims=64'])
+    assert code != 0 and iters == []
+    assert f'load_from: checkpoint {checkpoint} does not fit' in out
+    assert 'load_from_skip_mismatched=True' in out
+
+
+def test_resume_with_a_new_lr_trains_with_it(trained, tmp_path):
+    """The non-finite-loss advice (resume with a lower lr) works: the
+    resumed run's lr is the checkpoint's schedule scaled by new / old, with
+    a warning saying old -> new (it used to keep the checkpoint's lr)."""
+    config, work = _copy(trained, tmp_path)
+    first = _logged(work, 'lr')
+    code, out, iters = train(config, work, extra=[
+        '--resume', str(work / 'iter_3.pth'), '--cfg-options',
+        'optim_wrapper.optimizer.lr=0.001'])
+    assert code == 0, out[-3000:]
+    assert 'Resumed with a new base lr: 0.002 -> 0.001' in out
+    assert iters == [4, 5, 6]
+    again = _logged(work, 'lr')
+    # iterations 4-6 are in the cosine part of the tiny schedule, eta_min
+    # + (base - eta_min) * c(iteration): the new schedule has c of the old
+    eta_min = 1e-5
+    for it in (4, 5, 6):
+        c = (first[it] - eta_min) / (2e-3 - eta_min)
+        # python floats: equal but for the last bits
+        assert again[it] == pytest.approx(eta_min + (1e-3 - eta_min) * c,
+                                          rel=1e-12), it

@@ -23,6 +23,8 @@ from typing import Set, Union
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import print_log
 
+from .checkpoint_pointer import read_last_checkpoint  # noqa: F401 (re-export)
+
 TMP_SUFFIX = '.tmp'
 
 
@@ -75,16 +77,6 @@ def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
             os.remove(tmp_path)
         raise
     _fsync_dir(dir_path)
-
-
-def read_last_checkpoint(dir_path: Union[str, Path]) -> Union[str, None]:
-    """The path named by ``dir_path/last_checkpoint``, or None."""
-    pointer = osp.join(os.fspath(dir_path), 'last_checkpoint')
-    try:
-        with open(pointer) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
 
 
 @register_backend('atomic_local', force=True)

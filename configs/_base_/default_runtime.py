@@ -26,6 +26,8 @@ default_hooks = dict(
     exact_resume=dict(type='ExactResumeHook'),
     # data-loader workers die with the training process (even on SIGKILL)
     worker_parent_death=dict(type='WorkerParentDeathHook'),
+    # a run resumed with a new optim_wrapper.optimizer.lr trains with it
+    resume_lr=dict(type='ResumeLrHook'),
     # validation results visualization, set True to enable it
     visualization=dict(type='VisualizationHook', enable=False),
 )

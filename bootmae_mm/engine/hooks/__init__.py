@@ -4,3 +4,4 @@ from .momentum_target_hook import MomentumTargetHook  # noqa: F401
 from .reconstruction_visualization_hook import ReconstructionVisualizationHook  # noqa: F401,E501
 from .exact_resume_hook import ExactResumeHook  # noqa: F401
 from .worker_parent_death_hook import WorkerParentDeathHook  # noqa: F401
+from .resume_lr_hook import ResumeLrHook  # noqa: F401

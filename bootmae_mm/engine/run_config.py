@@ -10,6 +10,10 @@ from contextlib import contextmanager
 import torch
 from mmengine.config import Config
 
+from .checkpoint_fit import check_checkpoint_fits
+from .checkpoint_pointer import find_resume_checkpoint
+from .fatal_errors import log_fatal_errors
+
 # the data loaders that each Runner method builds
 _DATALOADERS = dict(train=('train_dataloader', 'val_dataloader'),
                     test=('test_dataloader', ))
@@ -153,30 +157,6 @@ def explain_config_errors(cfg: Config):
             f'({e})') from e
 
 
-def find_resume_checkpoint(work_dir: str):
-    """The checkpoint ``--resume auto`` continues from: the one the
-    ``last_checkpoint`` pointer names, or, when the pointer is missing,
-    empty or stale (a run killed while rewriting it), the newest complete
-    ``epoch_N.pth`` / ``iter_N.pth`` in ``work_dir``; None for a fresh run.
-    Checkpoints are renamed into place only once complete, so every file
-    with such a name is whole.
-    """
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            named = f.read().strip()
-        if named and osp.isfile(named):
-            return named
-    if not osp.isdir(work_dir):
-        return None
-    found = []
-    for name in os.listdir(work_dir):
-        match = re.fullmatch(r'(epoch|iter)_(\d+)\.pth', name)
-        if match:
-            found.append((int(match.group(2)), osp.join(work_dir, name)))
-    return max(found)[1] if found else None
-
-
 def load_config(config: str, cfg_options=None, launcher: str = 'none',
                 work_dir=None) -> Config:
     """The config file with ``--cfg-options`` merged, the launcher set and
@@ -191,14 +171,43 @@ def load_config(config: str, cfg_options=None, launcher: str = 'none',
     return cfg
 
 
+def resolve_checkpoint(runner, cfg: Config, method: str) -> None:
+    """Before anything trains: with ``resume=True`` and no ``load_from``
+    (``--resume auto``) pick the newest complete checkpoint of the work dir
+    (:func:`find_resume_checkpoint`: a stale or damaged one is skipped with
+    a warning), and refuse a checkpoint written for another model
+    (:func:`check_checkpoint_fits`; ``load_from_skip_mismatched=True`` lets
+    ``load_from`` start mismatched tensors from their initialization)."""
+    if method != 'train':
+        return
+    if cfg.get('resume') and not cfg.get('load_from'):
+        runner._load_from = find_resume_checkpoint(runner.work_dir,
+                                                   runner.logger)
+        runner._resume = runner._load_from is not None
+        if runner._load_from is None:
+            runner.logger.info(f'Resume: no checkpoint in {runner.work_dir}'
+                               ', starting from scratch.')
+    filename = runner._load_from
+    if filename is None or not isinstance(runner.model, torch.nn.Module):
+        return
+    resume = bool(runner._resume)
+    if resume or not cfg.get('load_from_skip_mismatched', False):
+        check_checkpoint_fits(runner.model, filename, resume=resume)
+
+
 def run(cfg: Config, method: str):
-    """Check the data paths, set up CPU distribution, build the runner and
-    call ``runner.<method>()`` ('train' or 'test'), with config errors
-    reported by key. Returns what the method returns (the trained model or
-    the test metrics)."""
+    """Check the data paths, set up CPU distribution, build the runner,
+    resolve and check the checkpoint to resume from or load, and call
+    ``runner.<method>()`` ('train' or 'test'), with config errors reported
+    by key and any error that ends the run also written to the run's log
+    file. Returns what the method returns (the trained model or the test
+    metrics)."""
     cfg.default_scope = infer_default_scope(cfg)
     check_data_paths(cfg, method)
     setup_cpu_distributed(cfg, cfg.launcher)
     with explain_config_errors(cfg):
-        return getattr(build_runner(cfg), method)()
+        runner = build_runner(cfg)
+    with log_fatal_errors(runner.logger), explain_config_errors(cfg):
+        resolve_checkpoint(runner, cfg, method)
+        return getattr(runner, method)()
 
