@@ -35,6 +35,13 @@ CASES = {
     'EMA decay 0': (
         ['custom_hooks.1.start=0.0'], ValueError, 'custom_hooks[1].start',
         'an EMA decay must lie in (0, 1)'),
+    'batch size 0': (
+        ['train_dataloader.batch_size=0'], ValueError,
+        'train_dataloader.batch_size',
+        'batch_size=0 must be a positive integer'),
+    'negative lr': (
+        ['optim_wrapper.optimizer.lr=-0.001'], ValueError,
+        'optim_wrapper.optimizer.lr', 'lr=-0.001 must be >= 0'),
     'model and transform disagree on the mask': (
         ['model.num_masking_patches=10'], ValueError,
         'model.num_masking_patches',

@@ -181,3 +181,39 @@ def test_resume_with_a_new_lr_trains_with_it(trained, tmp_path):
         # python floats: equal but for the last bits
         assert again[it] == pytest.approx(eta_min + (1e-3 - eta_min) * c,
                                           rel=1e-12), it
+
+
+# tools/train.py with os.fsync failing as on a full disk for the temporary
+# checkpoint files only (the log and everything else are written)
+_FULL_DISK = '''
+import errno, os, runpy, sys
+_fsync = os.fsync
+def fsync(fd):
+    if os.readlink(f'/proc/self/fd/{fd}').endswith('.tmp'):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return _fsync(fd)
+os.fsync = fsync
+sys.argv = ['tools/train.py'] + sys.argv[1:]
+runpy.run_path('tools/train.py', run_name='__main__')
+'''
+
+
+def test_full_disk_names_the_checkpoint_and_the_space(tmp_path):
+    """A full disk during a save used to end in a bare ``OSError: [Errno
+    28]``; the error names the checkpoint file and the space it needed, and
+    reaches the run's log file."""
+    config = write_tiny_config(tmp_path / 'tiny.py', tmp_path / 'data',
+                               num_workers=0, persistent=False, max_epochs=2,
+                               ckpt_interval=2)
+    work = tmp_path / 'work'
+    proc = subprocess.run(
+        [sys.executable, '-c', _FULL_DISK, config, '--work-dir', str(work)],
+        cwd=REPO_ROOT, env=tool_env(), capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode != 0
+    message = (f'No space left on the device to write {work / "iter_2.pth"}'
+               ': it needs ')
+    assert message in proc.stderr, proc.stderr[-3000:]
+    assert 'MiB are free in' in proc.stderr
+    assert message in _log_files_text(work)
+    assert not list(work.glob('*.pth')) and not list(work.glob('.*.tmp'))

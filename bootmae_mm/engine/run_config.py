@@ -1,6 +1,7 @@
 """What tools/train.py and tools/test.py share: turning a config plus the usual
 OpenMMLab flags into a Runner for pretraining, classification or segmentation
 configs alike."""
+import logging
 import os
 import os.path as osp
 import re
@@ -9,6 +10,9 @@ from contextlib import contextmanager
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
+
+from ..datasets.dataset_wrappers import dataset_levels
 
 from .checkpoint_fit import check_checkpoint_fits
 from .checkpoint_pointer import find_resume_checkpoint
@@ -32,23 +36,68 @@ def infer_default_scope(cfg: Config) -> str:
     return 'mmpretrain'
 
 
+def dangling_links(folder: str):
+    """Paths of the symbolic links under ``folder`` whose target is gone
+    (a folder dataset leaves them out silently)."""
+    for dir_path, dir_names, file_names in os.walk(folder):
+        for name in dir_names + file_names:
+            path = osp.join(dir_path, name)
+            if osp.islink(path) and not osp.exists(path):
+                yield path
+
+
 def check_data_paths(cfg: Config, method: str = 'train') -> None:
     """Fail before building anything when a dataset root that ``method``
     ('train' or 'test') reads is missing, naming the config key and the
-    path. Testing needs no training data and vice versa."""
+    path. Testing needs no training data and vice versa. A folder dataset
+    (no ``ann_file``) is scanned for dangling symbolic links, which the
+    dataset would leave out without a word: a warning names them."""
     for loader_key in _DATALOADERS[method]:
         loader = cfg.get(loader_key)
         if not loader:
             continue
-        dataset, key = loader.get('dataset'), f'{loader_key}.dataset'
-        while isinstance(dataset, dict):
+        for key, dataset in dataset_levels(loader.get('dataset'),
+                                           f'{loader_key}.dataset'):
             root = dataset.get('data_root')
-            if root and '://' not in str(root) and not osp.isdir(root):
+            if not root or '://' in str(root):
+                continue
+            if not osp.isdir(root):
                 raise FileNotFoundError(
                     f'{key}.data_root: dataset folder "{root}" does not exist '
                     '(set it with --cfg-options '
                     f'{key}.data_root=PATH)')
-            dataset, key = dataset.get('dataset'), key + '.dataset'
+            if not dataset.get('ann_file'):
+                links = sorted(dangling_links(root))
+                if links:
+                    print_log(
+                        f'{key}.data_root: {len(links)} symbolic link(s) '
+                        f'under {root} point to nothing and are left out of '
+                        f'the dataset: {", ".join(links[:5])}'
+                        f'{" ..." if len(links) > 5 else ""}',
+                        logger='current', level=logging.WARNING)
+
+
+def check_settings(cfg: Config, method: str = 'train') -> None:
+    """Refuse, naming the config key, settings torch would refuse with a
+    bare message later: a data loader's ``batch_size`` that is not a
+    positive integer, a negative (or NaN) lr or weight decay."""
+    where = f' in {cfg.filename}' if cfg.filename else ''
+    for loader_key in _DATALOADERS[method]:
+        loader = cfg.get(loader_key)
+        if not loader or 'batch_size' not in loader:
+            continue
+        size = loader['batch_size']
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f'{loader_key}.batch_size{where}: '
+                             f'batch_size={size!r} must be a positive '
+                             'integer (images per process and step).')
+    optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') \
+        if method == 'train' else None
+    for name in ('lr', 'weight_decay'):
+        value = (optimizer or {}).get(name)
+        if isinstance(value, (int, float)) and not value >= 0:
+            raise ValueError(f'optim_wrapper.optimizer.{name}{where}: '
+                             f'{name}={value} must be >= 0.')
 
 
 def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
@@ -196,13 +245,14 @@ def resolve_checkpoint(runner, cfg: Config, method: str) -> None:
 
 
 def run(cfg: Config, method: str):
-    """Check the data paths, set up CPU distribution, build the runner,
-    resolve and check the checkpoint to resume from or load, and call
-    ``runner.<method>()`` ('train' or 'test'), with config errors reported
-    by key and any error that ends the run also written to the run's log
-    file. Returns what the method returns (the trained model or the test
-    metrics)."""
+    """Check the settings and data paths, set up CPU distribution, build
+    the runner, resolve and check the checkpoint to resume from or load,
+    and call ``runner.<method>()`` ('train' or 'test'), with config errors
+    reported by key and any error that ends the run also written to the
+    run's log file. Returns what the method returns (the trained model or
+    the test metrics)."""
     cfg.default_scope = infer_default_scope(cfg)
+    check_settings(cfg, method)
     check_data_paths(cfg, method)
     setup_cpu_distributed(cfg, cfg.launcher)
     with explain_config_errors(cfg):
