@@ -66,9 +66,9 @@ def default_checkpoint(config: str) -> str:
 def build_split(cfg: Config, split: str, size: int):
     """The config's training dataset, ``split`` and a test pipeline."""
     from mmpretrain.registry import DATASETS
-    dataset = copy.deepcopy(cfg.train_dataloader.dataset)
-    while 'split' not in dataset and 'dataset' in dataset:  # wrappers
-        dataset = dataset.dataset
+    from bootmae_mm.datasets.dataset_wrappers import find_dataset_with
+    _, dataset = find_dataset_with(
+        copy.deepcopy(cfg.train_dataloader.dataset), 'split')
     if 'split' not in dataset:
         raise SystemExit(
             f'train_dataloader.dataset ({dataset.get("type")}) has no '

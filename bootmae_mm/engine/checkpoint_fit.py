@@ -2,9 +2,9 @@
 from typing import Dict, List
 
 import torch
-from mmengine.model import is_model_wrapper
 
-from bootmae_mm.compat import safe_torch_load
+from ..compat import safe_torch_load
+from .model_unwrap import unwrap_model
 
 
 class CheckpointMismatchError(ValueError):
@@ -26,7 +26,7 @@ def checkpoint_mismatches(model: torch.nn.Module, filename: str,
     checkpoint's ``state_dict`` whose shape differs from the model's, and,
     with ``keys_too``, ``key: only in the checkpoint / model`` for every
     key one side lacks."""
-    model = model.module if is_model_wrapper(model) else model
+    model = unwrap_model(model)
     wanted = {k: v.shape for k, v in model.state_dict().items()}
     found = _checkpoint_shapes(filename)
     lines = [f'{k}: checkpoint {tuple(found[k])} vs model {tuple(shape)}'

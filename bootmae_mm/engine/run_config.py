@@ -4,16 +4,14 @@ configs alike."""
 import logging
 import os
 import os.path as osp
-import re
 import subprocess
-from contextlib import contextmanager
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ..config_errors import explain_config_errors
 from ..datasets.dataset_wrappers import dataset_levels
-
 from .checkpoint_fit import check_checkpoint_fits
 from .checkpoint_pointer import find_resume_checkpoint
 from .fatal_errors import log_fatal_errors
@@ -139,71 +137,6 @@ def build_runner(cfg: Config):
         return RUNNERS.build(cfg)
     from mmengine.runner import Runner
     return Runner.from_cfg(cfg)
-
-
-def _key_paths(node, key, prefix=''):
-    """(dotted config path, sibling ``type``) of every ``key`` in a nested
-    dict/list."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            path = f'{prefix}.{k}' if prefix else str(k)
-            if k == key:
-                yield path, node.get('type')
-            yield from _key_paths(v, key, path)
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from _key_paths(v, key, f'{prefix}[{i}]')
-
-
-def _value_paths(cfg: Config, message: str):
-    """Config paths of the setting a ``ValueError`` message starts with,
-    written ``key=value`` (or ``Class.key=value``, ```key```=value), that
-    hold that value."""
-    match = re.match(r'`?(?:\w+\.)?(\w+)`?\s*=\s*["\']?([^\s"\'`:;,]+)',
-                     message)
-    if not match:
-        return []
-    key, value = match.groups()
-    return [p for p, _ in _key_paths(cfg.to_dict(), key)
-            if str(_lookup(cfg, p)).strip('"\'') == value.rstrip('.')]
-
-
-def _lookup(cfg: Config, path: str):
-    node = cfg.to_dict()
-    for part in re.findall(r'\w+|\[\d+\]', path):
-        node = node[int(part[1:-1])] if part.startswith('[') else node[part]
-    return node
-
-
-@contextmanager
-def explain_config_errors(cfg: Config):
-    """Re-raise "X.__init__() got an unexpected keyword argument 'k'" from
-    building the config's components with the config key that holds it, and
-    a ``ValueError`` about a bad ``key=value`` with the config keys that set
-    that value."""
-    try:
-        yield
-    except ValueError as e:
-        paths = _value_paths(cfg, str(e))
-        if not paths:
-            raise
-        where = f' in {cfg.filename}' if cfg.filename else ''
-        raise ValueError(f'{" / ".join(paths)}{where}: {e}') from e
-    except TypeError as e:
-        match = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword "
-                          r"argument '(\w+)'", str(e))
-        if not match:
-            raise
-        cls_name, key = match.groups()
-        paths = list(_key_paths(cfg.to_dict(), key))
-        typed = [p for p, t in paths if str(t).split('.')[-1] == cls_name]
-        paths = typed or [p for p, _ in paths]
-        if not paths:
-            raise
-        where = f' in {cfg.filename}' if cfg.filename else ''
-        raise TypeError(
-            f'{" / ".join(paths)}: unknown key "{key}" for {cls_name}{where} '
-            f'({e})') from e
 
 
 def load_config(config: str, cfg_options=None, launcher: str = 'none',

@@ -6,6 +6,7 @@ from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ...config_errors import ConfigValueError
 from .momentum_target import MomentumTargetMixin
 
 
@@ -56,7 +57,8 @@ class BootMAE(MomentumTargetMixin, BaseSelfSupervisor):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if feature_weight < 0:
-            raise ValueError(
+            raise ConfigValueError(
+                'feature_weight', feature_weight,
                 f'feature_weight={feature_weight} must be >= 0.')
         if (feature_decoder is None) != (feature_head is None):
             raise ValueError('feature_decoder and feature_head are given '
@@ -97,7 +99,8 @@ class BootMAE(MomentumTargetMixin, BaseSelfSupervisor):
                                  'number of masked patches.')
             num_masked = int(counts[0])
             if self.num_masking_patches not in (None, num_masked):
-                raise ValueError(
+                raise ConfigValueError(
+                    'num_masking_patches', self.num_masking_patches,
                     f'model.num_masking_patches={self.num_masking_patches} '
                     f'but the masking transform masked {num_masked} of '
                     f'{num_patches} patches.')

@@ -6,6 +6,7 @@ import torch.utils.checkpoint as cp
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 
+from ...config_errors import ConfigValueError
 from ..utils import gather_tokens, mask_to_ids, sincos_pos_embed
 
 
@@ -50,12 +51,14 @@ class BootMAEViT(VisionTransformer):
                  out_type: str = 'raw',
                  **kwargs):
         if isinstance(arch, str) and arch.lower() not in self.arch_zoo:
-            raise ValueError(f'arch="{arch}" is not a known ViT arch; choose '
-                             f'one of {sorted(self.arch_zoo)} or give a dict.')
+            raise ConfigValueError(
+                'arch', arch, f'arch="{arch}" is not a known ViT arch; choose '
+                f'one of {sorted(self.arch_zoo)} or give a dict.')
         sizes = (img_size, img_size) if isinstance(img_size, int) else img_size
         if any(s % patch_size for s in sizes):
-            raise ValueError(f'img_size={img_size} is not divisible by '
-                             f'patch_size={patch_size}.')
+            raise ConfigValueError('img_size', img_size,
+                                   f'img_size={img_size} is not divisible by '
+                                   f'patch_size={patch_size}.')
         super().__init__(arch=arch, img_size=img_size, patch_size=patch_size,
                          out_type=out_type, **kwargs)
         if not 0 <= low_level_index < self.num_layers:
