@@ -90,8 +90,9 @@ def tool_env():
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         [REPO_ROOT] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-    env.update(PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
-               MKL_NUM_THREADS='1')
+    env['PYTHONUNBUFFERED'] = '1'
+    env.setdefault('OMP_NUM_THREADS', '1')  # conftest's, or the caller's
+    env.setdefault('MKL_NUM_THREADS', '1')
     return env
 
 
