@@ -159,7 +159,13 @@ def resolve_checkpoint(runner, cfg: Config, method: str) -> None:
     (:func:`find_resume_checkpoint`: a stale or damaged one is skipped with
     a warning), and refuse a checkpoint written for another model
     (:func:`check_checkpoint_fits`; ``load_from_skip_mismatched=True`` lets
-    ``load_from`` start mismatched tensors from their initialization)."""
+    ``load_from`` start mismatched tensors from their initialization).
+
+    mmengine 0.10.7's own ``--resume auto`` (``resume=True``,
+    ``load_from=None``) follows ``last_checkpoint`` blindly inside
+    ``train()``; the runner's ``_load_from`` / ``_resume`` are set here
+    instead, after it is built, so that the warnings reach its log file.
+    The checking reads the checkpoint once more (on the CPU)."""
     if method != 'train':
         return
     if cfg.get('resume') and not cfg.get('load_from'):
