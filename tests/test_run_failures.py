@@ -1,6 +1,7 @@
-"""What a run of ``tools/train.py`` leaves and says when it is killed, given
-a checkpoint of another model, or resumed with a new lr (docs/reliability.md,
-"Killed runs" and "Resume")."""
+"""What a run of ``tools/train.py`` (in a subprocess) leaves and says when
+it is killed, resumed from a damaged work dir, given a checkpoint of another
+model, resumed with a new lr, or out of disk space (docs/reliability.md,
+"Killed runs", "Resume", "Errors that end a run")."""
 import json
 import os
 import shutil
