@@ -159,6 +159,15 @@ def test_load_from_with_mismatched_shapes_is_refused(trained, tmp_path):
     assert code != 0 and iters == []
     assert f'load_from: checkpoint {checkpoint} does not fit' in out
     assert 'load_from_skip_mismatched=True' in out
+    # the config saying it expects them: the mismatched tensors start from
+    # their initialization (mmengine's behaviour) and the run trains
+    code, out, iters = train(config, tmp_path / 'skip', extra=[
+        '--cfg-options', f'load_from={checkpoint}',
+        'model.backbone.arch.embed_dims=64', 'load_from_skip_mismatched=1',
+        'train_cfg.max_epochs=1', 'model.pixel_decoder.in_dims=64',
+        'model.feature_decoder.in_dims=64'])
+    assert code == 0, out[-3000:]
+    assert 'size mismatch' in out and iters == [1, 2, 3]
 
 
 def test_resume_with_a_new_lr_trains_with_it(trained, tmp_path):
@@ -218,3 +227,19 @@ def test_full_disk_names_the_checkpoint_and_the_space(tmp_path):
     assert 'MiB are free in' in proc.stderr
     assert message in _log_files_text(work)
     assert not list(work.glob('*.pth')) and not list(work.glob('.*.tmp'))
+
+
+def test_non_finite_loss_reaches_the_log_file(tmp_path):
+    """An lr of 1e30 blows the weights up after the first step: the
+    non-finite-loss error ends the run and is in the run's log file, not
+    only on the console."""
+    config = write_tiny_config(tmp_path / 'tiny.py', tmp_path / 'data',
+                               num_workers=0, persistent=False, max_epochs=2,
+                               ckpt_interval=100)
+    work = tmp_path / 'work'
+    code, out, iters = train(config, work, extra=[
+        '--cfg-options', 'optim_wrapper.optimizer.lr=1e30'])
+    assert code != 0 and 'Non-finite loss at iteration' in out, out[-3000:]
+    log = _log_files_text(work)
+    assert 'The run stopped on this error' in log
+    assert 'RuntimeError: Non-finite loss at iteration' in log
