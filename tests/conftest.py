@@ -5,7 +5,9 @@ import pytest
 
 # The tests use tiny models: one intra-op thread each is fastest, and keeps
 # the subprocess tests (2 training processes on 2 cores) from oversubscribing
-# the CPU. Set before torch is imported; child processes inherit it.
+# the CPU. Set before torch is imported; child processes inherit it. A
+# value given from outside (e.g. OMP_NUM_THREADS=2 to check the tolerances
+# under another summation order) is kept.
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
 
@@ -13,7 +15,7 @@ import torch  # noqa: E402
 
 from helpers.image_folder import make_image_folder  # noqa: E402
 
-torch.set_num_threads(1)
+torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
 
 @pytest.fixture

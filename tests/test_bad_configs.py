@@ -35,6 +35,13 @@ CASES = {
     'EMA decay 0': (
         ['custom_hooks.0.start=0.0'], ValueError, 'custom_hooks[0].start',
         'an EMA decay must lie in (0, 1)'),
+    'batch size 0': (
+        ['train_dataloader.batch_size=0'], ValueError,
+        'train_dataloader.batch_size',
+        'batch_size=0 must be a positive integer'),
+    'negative lr': (
+        ['optim_wrapper.optimizer.lr=-0.001'], ValueError,
+        'optim_wrapper.optimizer.lr', 'lr=-0.001 must be >= 0'),
     'model and transform disagree on the mask': (
         ['model.num_masking_patches=10'], ValueError,
         'model.num_masking_patches',
@@ -86,7 +93,7 @@ def test_test_tool_checks_only_the_test_data(tmp_path):
     not stop tools/test.py, a missing test folder does (named)."""
     from mmengine.config import Config
 
-    from bootmae_mm.engine.runner import check_data_paths
+    from bootmae_mm.engine.run_config import check_data_paths
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'linear',
                                    'bootmae_vit-b_linear-90e_in1k.py'))
     present = str(tmp_path)

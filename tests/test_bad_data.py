@@ -118,6 +118,44 @@ def test_odd_formats_become_3channel_uint8(bad_folder):
     assert (img == ref['g16.png']).all()
 
 
+def test_16bit_grey_reads_the_same_with_the_pillow_backend(bad_folder):
+    """mmcv's Pillow path clipped every 16-bit sample to 255 (an all-white
+    picture); the high byte is kept as with cv2."""
+    _, paths, ref = bad_folder
+    for backend in ('cv2', 'pillow'):
+        load = TRANSFORMS.build(dict(type='RobustLoadImageFromFile',
+                                     imdecode_backend=backend))
+        results = load(dict(img_path=paths['g16.png']))
+        assert results['img'].dtype == np.uint8, backend
+        assert (results['img'] == ref['g16.png']).all(), backend
+        assert results['img_shape'] == results['ori_shape'] == (30, 20)
+    # other images still go through mmcv's Pillow decoding
+    results = load(dict(img_path=paths['gray.jpg']))
+    assert np.abs(results['img'].astype(int) - ref['gray.jpg']).mean() < 3
+
+
+def test_a_folder_of_only_unreadable_files_names_the_folder(tmp_path,
+                                                             log_records):
+    """Every file bad (a wrong data root, a folder of another format):
+    mmengine re-drew 1000 times and said "Cannot find valid image" without
+    a folder; the transform stops after ``max_skipped_in_a_row`` naming the
+    folder and the last files."""
+    for cls in ('a', 'b'):
+        os.makedirs(tmp_path / 'data' / cls)
+        for i in range(3):
+            (tmp_path / 'data' / cls / f'{i}.jpg').write_text('not an image')
+    dataset = CustomDataset(data_root=str(tmp_path / 'data'), pipeline=[
+        dict(type='RobustLoadImageFromFile', max_skipped_in_a_row=20),
+        dict(type='PackInputs')])
+    with pytest.raises(UnreadableImageError) as info:
+        dataset[0]
+    message = str(info.value)
+    assert f'is the data root {tmp_path / "data"} right?' in message
+    assert '20 image files in a row could not be read' in message
+    assert re.search(re.escape(str(tmp_path / 'data')) + r'/[ab]/\d\.jpg',
+                     message)
+
+
 def test_dataloader_skips_bad_files_with_named_warnings(bad_folder,
                                                         log_records):
     root, paths, _ = bad_folder
@@ -187,3 +225,28 @@ def test_training_runs_through_bad_folder(bad_folder, tmp_path):
     log = open(runner.logger.handlers[-1].baseFilename).read()
     assert all(paths[name] in log for name in BAD)
     assert 'unreadable file(s) skipped so far' in log
+
+
+def test_dangling_symlinks_are_named(bad_folder, log_records):
+    """A folder dataset leaves a link to a removed file out without a word;
+    the check before a run names it (config key and path)."""
+    from mmengine.config import Config
+
+    from bootmae_mm.engine.run_config import check_data_paths
+    root, paths, _ = bad_folder
+    link = osp.join(root, 'a', 'moved.jpg')
+    os.symlink(osp.join(root, 'gone', 'moved.jpg'), link)
+    os.symlink(paths['gray.jpg'], osp.join(root, 'a', 'fine.jpg'))
+    dataset = CustomDataset(data_root=root, pipeline=[])
+    files = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+    assert link not in files and osp.join(root, 'a', 'fine.jpg') in files
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(
+        type='SeededDataset', dataset=dict(type='CustomDataset',
+                                           data_root=root)))))
+    check_data_paths(cfg, 'train')
+    messages = [r.getMessage() for r in log_records]
+    assert len(messages) == 1, messages
+    assert messages[0].startswith(
+        'train_dataloader.dataset.dataset.data_root: 1 symbolic link(s) '
+        f'under {root} point to nothing'), messages
+    assert messages[0].endswith(link)

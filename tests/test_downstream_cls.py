@@ -20,6 +20,7 @@ from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.models.checkpoint_loading import load_bootmae_encoder
 from bootmae_mm.models.reference_mapping import bootmae_to_reference
 from helpers.bootmae import TINY_ARCH, tiny_bootmae_cfg
+from helpers.float_bounds import assert_rounding_close
 from helpers.image_folder import make_image_folder
 from helpers.repo import REPO_ROOT, load_tool
 
@@ -437,7 +438,8 @@ def test_export_to_mmpretrain_vit(which, source, pretrained, finetuned,
     with torch.no_grad():
         ref = _ours(src, source, **kwargs)(x)[0]
         vit.eval()
-        assert (vit(x)[0] - ref).abs().max() <= 1e-5
+        # 3 blocks of ~8 operations, sums of at most the 128-wide MLP
+        assert_rounding_close(vit(x)[0], ref, ops=30, terms=128)
 
 
 @pytest.mark.parametrize('which,source', [('pretrained', 'online'),
@@ -465,7 +467,7 @@ def test_export_to_timm(which, source, pretrained, finetuned, tmp_path):
     model.eval()
     with torch.no_grad():
         tokens = model.forward_features(x)
-        assert (tokens - ours.encode(x).latent).abs().max() <= 1e-5
+        assert_rounding_close(tokens, ours.encode(x).latent, ops=30, terms=128)
         if pooled:
             feats = model.forward_head(tokens, pre_logits=True)
-            assert (feats - ours(x)[0]).abs().max() <= 1e-5
+            assert_rounding_close(feats, ours(x)[0], ops=30, terms=128)

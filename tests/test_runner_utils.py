@@ -1,18 +1,22 @@
-"""What tools/train.py and tools/test.py share (bootmae_mm.engine.runner):
-`--resume auto` survives a torn `last_checkpoint` pointer; the default scope
-follows the registry that knows the config's model."""
+"""What tools/train.py and tools/test.py share (bootmae_mm.engine.run_config,
+checkpoint_pointer): `--resume auto` survives a torn `last_checkpoint`
+pointer; the default scope follows the registry that knows the config's
+model."""
+import torch
 from mmengine.config import Config
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.engine.runner import (
-    find_resume_checkpoint,
-    infer_default_scope,
-)
+from bootmae_mm.engine.checkpoint_pointer import find_resume_checkpoint
+from bootmae_mm.engine.run_config import infer_default_scope
+
+
+def _save(path):
+    torch.save(dict(state_dict=dict(w=torch.zeros(2))), path)
 
 
 def test_pointer_names_the_checkpoint(tmp_path):
     for name in ('iter_2.pth', 'iter_4.pth'):
-        (tmp_path / name).write_bytes(b'x')
+        _save(tmp_path / name)
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_2.pth'))
     assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path /
                                                         'iter_2.pth')
@@ -21,7 +25,8 @@ def test_pointer_names_the_checkpoint(tmp_path):
 def test_empty_or_stale_pointer_falls_back_to_the_newest_checkpoint(tmp_path):
     for name in ('iter_2.pth', 'iter_10.pth', '.iter_12.pth.abc.tmp',
                  'best.pth'):
-        (tmp_path / name).write_bytes(b'x')
+        _save(tmp_path / name)
+    (tmp_path / 'iter_12.pth').write_bytes(b'x')  # cut short
     (tmp_path / 'last_checkpoint').write_text('')  # killed mid-rewrite
     assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path /
                                                         'iter_10.pth')

@@ -105,9 +105,9 @@ def load_config(args):
 
 def mask_generator(cfg):
     from mmpretrain.registry import TRANSFORMS
-    dataset = cfg.train_dataloader.dataset
-    while 'pipeline' not in dataset and 'dataset' in dataset:
-        dataset = dataset.dataset  # a wrapper (SeededDataset)
+
+    from bootmae_mm.datasets.dataset_wrappers import find_dataset_with
+    _, dataset = find_dataset_with(cfg.train_dataloader.dataset, 'pipeline')
     for t in dataset.get('pipeline', []):
         if t['type'] == 'BootMAEMaskGenerator':
             return TRANSFORMS.build(copy.deepcopy(t)), t['img_size']

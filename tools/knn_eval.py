@@ -52,21 +52,23 @@ def parse_args(argv=None):
 
 
 def default_checkpoint(config: str) -> str:
+    from bootmae_mm.engine.checkpoint_pointer import find_resume_checkpoint
     work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
-    last = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(last):
-        raise SystemExit(f'No CHECKPOINT given and no {last}: train first '
-                         f'(python tools/train.py {config}) or name one.')
-    with open(last) as f:
-        return f.read().strip()
+    found = find_resume_checkpoint(work_dir)
+    if found is None:
+        raise SystemExit(f'No CHECKPOINT given and no checkpoint in '
+                         f'{work_dir}: train first (python tools/train.py '
+                         f'{config}) or name one.')
+    return found
 
 
 def build_split(cfg: Config, split: str, size: int):
     """The config's training dataset, ``split`` and a test pipeline."""
     from mmpretrain.registry import DATASETS
-    dataset = copy.deepcopy(cfg.train_dataloader.dataset)
-    while 'split' not in dataset and 'dataset' in dataset:  # wrappers
-        dataset = dataset.dataset
+
+    from bootmae_mm.datasets.dataset_wrappers import find_dataset_with
+    _, dataset = find_dataset_with(
+        copy.deepcopy(cfg.train_dataloader.dataset), 'split')
     if 'split' not in dataset:
         raise SystemExit(
             f'train_dataloader.dataset ({dataset.get("type")}) has no '

@@ -12,7 +12,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 from mmengine.config import DictAction  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401  (shims + registration)
-from bootmae_mm.engine.runner import load_config, run  # noqa: E402
+from bootmae_mm.engine.run_config import load_config, run  # noqa: E402
 
 
 def parse_args(argv=None):

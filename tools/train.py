@@ -13,7 +13,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 from mmengine.config import Config, DictAction  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401  (shims + registration)
-from bootmae_mm.engine.runner import find_resume_checkpoint, load_config, run  # noqa: E402
+from bootmae_mm.engine.run_config import load_config, run  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,9 +47,8 @@ def merge_args(cfg: Config, args) -> Config:
         if optim_wrapper == 'OptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
+    if args.resume == 'auto':  # the newest complete one, found by run()
+        cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:

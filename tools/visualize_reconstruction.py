@@ -56,9 +56,8 @@ def parse_args(argv=None):
 
 def find_mask_transform(cfg: Config) -> dict:
     """The ``BootMAEMaskGenerator`` of the config's training pipeline."""
-    dataset = cfg.train_dataloader.dataset
-    while 'pipeline' not in dataset and 'dataset' in dataset:
-        dataset = dataset.dataset
+    from bootmae_mm.datasets.dataset_wrappers import find_dataset_with
+    _, dataset = find_dataset_with(cfg.train_dataloader.dataset, 'pipeline')
     for t in dataset.get('pipeline', []):
         if t.get('type') == 'BootMAEMaskGenerator':
             return dict(t)

@@ -3,6 +3,7 @@ mmpretrain dataset."""
 from mmpretrain.datasets import ImageNet
 from mmpretrain.registry import DATASETS
 
+from ..config_errors import ConfigValueError
 from .demo_pictures import DEMO_CLASSES, make_demo_dataset
 
 
@@ -38,8 +39,9 @@ class BootMAEDemoDataset(ImageNet):
                  img_size: int = 64, classes=DEMO_CLASSES, seed: int = 0,
                  **kwargs):
         if split not in ('train', 'val'):
-            raise ValueError(f'BootMAEDemoDataset.split="{split}" must be '
-                             '"train" or "val".')
+            raise ConfigValueError(
+                'split', split, f'BootMAEDemoDataset.split="{split}" must be '
+                '"train" or "val".')
         make_demo_dataset(root, num_train=num_train, num_val=num_val,
                           img_size=img_size, classes=classes, seed=seed)
         kwargs.setdefault('metainfo', dict(classes=tuple(sorted(classes))))

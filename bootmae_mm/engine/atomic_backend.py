@@ -13,15 +13,19 @@ Only after ``put`` has returned (the new file complete, fsync'ed and renamed
 into place) does the hook write ``work_dir/last_checkpoint``, so the pointer
 never names an incomplete file.
 """
+import errno
 import glob
 import os
 import os.path as osp
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Set, Union
 
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import print_log
+
+from .checkpoint_pointer import read_last_checkpoint  # noqa: F401 (re-export)
 
 TMP_SUFFIX = '.tmp'
 
@@ -70,21 +74,20 @@ def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, filepath)
-    except BaseException:
+    except BaseException as error:
         if osp.exists(tmp_path):
             os.remove(tmp_path)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            free = shutil.disk_usage(dir_path).free
+            raise OSError(
+                errno.ENOSPC,
+                f'No space left on the device to write {filepath}: it needs '
+                f'{len(data) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are '
+                f'free in {dir_path} (the previous checkpoint is intact; '
+                'free space or set default_hooks.checkpoint.max_keep_ckpts '
+                'lower)') from error
         raise
     _fsync_dir(dir_path)
-
-
-def read_last_checkpoint(dir_path: Union[str, Path]) -> Union[str, None]:
-    """The path named by ``dir_path/last_checkpoint``, or None."""
-    pointer = osp.join(os.fspath(dir_path), 'last_checkpoint')
-    try:
-        with open(pointer) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
 
 
 @register_backend('atomic_local', force=True)

@@ -4,6 +4,8 @@ from typing import Sequence, Tuple, Union
 import torch
 from mmpretrain.models.utils import build_2d_sincos_position_embedding
 
+from ..config_errors import ConfigValueError
+
 
 def sincos_pos_embed(patch_resolution: Union[int, Sequence[int]],
                      embed_dims: int) -> torch.Tensor:
@@ -17,8 +19,9 @@ def sincos_pos_embed(patch_resolution: Union[int, Sequence[int]],
     mmpretrain's embedding.
     """
     if embed_dims % 4 != 0:
-        raise ValueError(f'embed_dims={embed_dims}: the 2-D sin-cos position '
-                         'embedding needs a width divisible by 4.')
+        raise ConfigValueError(
+            'embed_dims', embed_dims, f'embed_dims={embed_dims}: the 2-D '
+            'sin-cos position embedding needs a width divisible by 4.')
     if isinstance(patch_resolution, int):
         patch_resolution = (patch_resolution, patch_resolution)
     h, w = patch_resolution

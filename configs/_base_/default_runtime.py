@@ -30,6 +30,10 @@ default_hooks = dict(
     # stop at the first NaN/Inf loss, before a poisoned checkpoint is written
     # (a default hook, so that configs adding `custom_hooks` keep it)
     non_finite_loss=dict(type='NonFiniteLossHook'),
+    # data-loader workers die with the training process (even on SIGKILL)
+    worker_parent_death=dict(type='WorkerParentDeathHook'),
+    # a run resumed with a new optim_wrapper.optimizer.lr trains with it
+    resume_lr=dict(type='ResumeLrHook'),
     # validation results visualization, set True to enable it
     visualization=dict(type='VisualizationHook', enable=False),
 )

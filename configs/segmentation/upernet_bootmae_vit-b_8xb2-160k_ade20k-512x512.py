@@ -12,6 +12,11 @@ _base_ = [
 default_scope = 'mmseg'
 custom_imports = dict(
     imports=['bootmae_mm.segmentation'], allow_failed_imports=False)
+# data-loader workers die with the training process (even on SIGKILL); a
+# run resumed with a new lr trains with it
+default_hooks = dict(
+    worker_parent_death=dict(type='mmpretrain.WorkerParentDeathHook'),
+    resume_lr=dict(type='mmpretrain.ResumeLrHook'))
 
 crop_size = (512, 512)
 # the encoder takes crop_size inputs only (its relative position tables are

@@ -7,6 +7,8 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.datasets.transforms import BEiTMaskGenerator
 from mmpretrain.registry import TRANSFORMS
 
+from ...config_errors import ConfigValueError
+
 
 def _pair(value: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
@@ -105,12 +107,14 @@ class BootMAEMaskGenerator(BaseTransform):
                 f'{self.img_size} / patch_size {self.patch_size}')
 
         if not 0 < num_masking_patches < self.num_patches:
-            raise ValueError(
+            raise ConfigValueError(
+                'num_masking_patches', num_masking_patches,
                 f'`num_masking_patches`={num_masking_patches} must be in '
                 f'1 .. {self.num_patches - 1} for {grid}; at least one '
                 'patch must stay visible')
         if not 0 <= num_block_masking_patches <= num_masking_patches:
-            raise ValueError(
+            raise ConfigValueError(
+                'num_block_masking_patches', num_block_masking_patches,
                 f'`num_block_masking_patches`={num_block_masking_patches} '
                 f'must be in 0 .. num_masking_patches={num_masking_patches} '
                 f'for {grid}')

@@ -1,9 +1,10 @@
 from typing import Optional
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
+from ...config_errors import ConfigValueError
+from ..model_unwrap import unwrap_model
 from .schedule_utils import current_epoch, total_epochs
 
 
@@ -32,15 +33,16 @@ class FeatureWeightRampHook(Hook):
     def __init__(self, ramp_fraction: float = 0.25,
                  iters_per_epoch: Optional[int] = None):
         if not 0 < ramp_fraction <= 1:
-            raise ValueError(f'FeatureWeightRampHook.ramp_fraction='
-                             f'{ramp_fraction} must lie in (0, 1].')
+            raise ConfigValueError(
+                'ramp_fraction', ramp_fraction,
+                f'FeatureWeightRampHook.ramp_fraction={ramp_fraction} must '
+                'lie in (0, 1].')
         self.ramp_fraction = ramp_fraction
         self.iters_per_epoch = iters_per_epoch
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = unwrap_model(runner.model)
         model.feature_ramp = feature_weight_ramp(
             current_epoch(runner, self.iters_per_epoch),
             total_epochs(runner, self.iters_per_epoch), self.ramp_fraction)

@@ -1,10 +1,11 @@
 from typing import Optional
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
+from ...config_errors import ConfigValueError
+from ..model_unwrap import unwrap_model
 from .schedule_utils import current_epoch
 
 
@@ -58,8 +59,9 @@ class MomentumTargetHook(Hook):
                  iters_per_epoch: Optional[int] = None):
         for key, value in dict(start=start, base=base, final=final).items():
             if not 0 < value < 1:
-                raise ValueError(f'MomentumTargetHook.{key}={value}: an EMA '
-                                 'decay must lie in (0, 1).')
+                raise ConfigValueError(
+                    key, value, f'MomentumTargetHook.{key}={value}: an EMA '
+                    'decay must lie in (0, 1).')
         if ramp_epochs <= 0 or dynamic_epochs <= 0:
             raise ValueError('MomentumTargetHook: ramp_epochs and '
                              'dynamic_epochs must be positive.')
@@ -69,7 +71,7 @@ class MomentumTargetHook(Hook):
         self.iters_per_epoch = iters_per_epoch
 
     def before_train(self, runner) -> None:
-        model = self._model(runner)
+        model = unwrap_model(runner.model)
         if not getattr(model, 'with_target', False):
             raise TypeError(f'MomentumTargetHook needs a model with a '
                             f'momentum target, got {type(model).__name__}.')
@@ -86,12 +88,7 @@ class MomentumTargetHook(Hook):
             # sharded online weights: gather them for the update (the
             # target is a full copy on every rank); nothing is written back
             with FSDP.summon_full_params(model, writeback=False):
-                self._model(runner).update_target(decay)
+                unwrap_model(runner.model).update_target(decay)
         else:
-            self._model(runner).update_target(decay)
+            unwrap_model(runner.model).update_target(decay)
         runner.message_hub.update_scalar('train/momentum', decay)
-
-    @staticmethod
-    def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model

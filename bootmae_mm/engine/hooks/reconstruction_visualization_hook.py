@@ -6,10 +6,10 @@ import mmcv
 import numpy as np
 from mmengine.dataset import default_collate
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from ...visualization import plot_curves, reconstruction_grid_from_batch
+from ..model_unwrap import unwrap_model
 
 
 @HOOKS.register_module()
@@ -94,8 +94,7 @@ class ReconstructionVisualizationHook(Hook):
     def visualize(self, runner, step: int) -> str:
         """Write the grid of the current model after ``step`` iterations;
         returns the PNG's path."""
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = unwrap_model(runner.model)
         if self._batch is None:
             self._batch = self._fixed_batch(runner)
         was_training = model.training

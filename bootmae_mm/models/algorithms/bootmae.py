@@ -5,6 +5,7 @@ from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ...config_errors import ConfigValueError
 from ..backbones import check_encoder, resolve_encoder_cfg
 from .feature_branch import FeatureBranchMixin, check_feature_weight
 from .follow_encoder import follow_encoder
@@ -123,7 +124,8 @@ class BootMAE(FeatureBranchMixin, BaseSelfSupervisor):
                                  'number of masked patches.')
             num_masked = int(counts[0])
             if self.num_masking_patches not in (None, num_masked):
-                raise ValueError(
+                raise ConfigValueError(
+                    'num_masking_patches', self.num_masking_patches,
                     f'model.num_masking_patches={self.num_masking_patches} '
                     f'but the masking transform masked {num_masked} of '
                     f'{num_patches} patches.')

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
+from ...config_errors import ConfigValueError
 from .momentum_target import MomentumTargetMixin
 
 
@@ -12,7 +13,9 @@ def check_feature_weight(feature_weight: float) -> None:
     """Refuse a negative weight (the message starts ``feature_weight=``,
     so a config error names its key)."""
     if feature_weight < 0:
-        raise ValueError(f'feature_weight={feature_weight} must be >= 0.')
+        raise ConfigValueError(
+            'feature_weight', feature_weight,
+            f'feature_weight={feature_weight} must be >= 0.')
 
 
 class FeatureBranchMixin(MomentumTargetMixin):

@@ -2,6 +2,7 @@ import torch
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 
+from ...config_errors import ConfigValueError
 from ..utils import sincos_pos_embed
 from ..weight_init import init_transformer_weights_, xavier_uniform_parts_
 from .visible_token_encoder import VisibleTokenEncoderMixin
@@ -49,12 +50,14 @@ class BootMAEViT(VisibleTokenEncoderMixin, VisionTransformer):
                  out_type: str = 'raw',
                  **kwargs):
         if isinstance(arch, str) and arch.lower() not in self.arch_zoo:
-            raise ValueError(f'arch="{arch}" is not a known ViT arch; choose '
-                             f'one of {sorted(self.arch_zoo)} or give a dict.')
+            raise ConfigValueError(
+                'arch', arch, f'arch="{arch}" is not a known ViT arch; choose '
+                f'one of {sorted(self.arch_zoo)} or give a dict.')
         sizes = (img_size, img_size) if isinstance(img_size, int) else img_size
         if any(s % patch_size for s in sizes):
-            raise ValueError(f'img_size={img_size} is not divisible by '
-                             f'patch_size={patch_size}.')
+            raise ConfigValueError('img_size', img_size,
+                                   f'img_size={img_size} is not divisible by '
+                                   f'patch_size={patch_size}.')
         super().__init__(arch=arch, img_size=img_size, patch_size=patch_size,
                          out_type=out_type, low_level_index=low_level_index,
                          with_cp=with_cp, **kwargs)

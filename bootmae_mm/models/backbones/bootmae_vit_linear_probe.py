@@ -1,5 +1,6 @@
 from mmpretrain.registry import MODELS
 
+from ...config_errors import ConfigValueError
 from .bootmae_vit import BootMAEViT
 
 
@@ -28,7 +29,8 @@ class BootMAEViTLinearProbe(BootMAEViT):
     def __init__(self, arch='b', depth: int = 10, **kwargs):
         if isinstance(arch, str):
             if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'arch="{arch}" is not a known ViT arch.')
+                raise ConfigValueError(
+                    'arch', arch, f'arch="{arch}" is not a known ViT arch.')
             arch = self.arch_zoo[arch.lower()]
         arch = dict(arch)
         if not 1 <= depth <= arch.get('num_layers', depth):

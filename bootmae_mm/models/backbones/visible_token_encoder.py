@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.utils.checkpoint as cp
 
+from ...config_errors import ConfigValueError
 from ..utils import gather_tokens, mask_to_ids
 from .encoder_contract import EncoderOutput
 
@@ -44,8 +45,10 @@ class VisibleTokenEncoderMixin:
                 f'that do not overlap (kernel {tuple(proj.kernel_size)}, '
                 f'stride {tuple(proj.stride)}).')
         if not 0 <= low_level_index < len(self.layers):
-            raise ValueError(f'low_level_index={low_level_index} is outside '
-                             f'the {len(self.layers)} blocks.')
+            raise ConfigValueError(
+                'low_level_index', low_level_index,
+                f'low_level_index={low_level_index} is outside the '
+                f'{len(self.layers)} blocks.')
         self.low_level_index = low_level_index
         self.with_cp = with_cp
         # mmpretrain draws the drop-path rates with numpy; torch.compile
