@@ -5,7 +5,7 @@ _base_ = './bootmae_vit-b_800e.py'
 # the decoders follow the encoder (1024 wide, 16 heads)
 model = dict(backbone=dict(arch='l'))
 
-# min lr 1e-5; EMA without the dynamic phase (BOOTMAE.md section 7)
+# min lr 1e-5; EMA without the dynamic phase (docs/method.md section 7)
 min_lr = 1e-5
 param_scheduler = [
     dict(

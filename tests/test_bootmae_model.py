@@ -1,4 +1,4 @@
-"""The BootMAE model against BOOTMAE.md: encoder, decoders, losses."""
+"""The BootMAE model against docs/method.md: encoder, decoders, losses."""
 import numpy as np
 import pytest
 import torch

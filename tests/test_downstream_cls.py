@@ -1,6 +1,6 @@
 """ImageNet fine-tuning and linear probing from BootMAE checkpoints: the four
 configs, the ``BootMAEPretrained`` initializer, and the export tools
-(BOOTMAE.md sections 8 and 9), on a tiny encoder and a generated
+(docs/method.md sections 8 and 9), on a tiny encoder and a generated
 ImageNet-layout folder."""
 import copy
 import os.path as osp

@@ -1,4 +1,4 @@
-"""BootMAE's loss formulas (BOOTMAE.md section 5), each in one function."""
+"""BootMAE's loss formulas (docs/method.md section 5), each in one function."""
 from typing import Tuple
 
 import torch

@@ -4,7 +4,7 @@ Pure functions on state dicts (no file I/O), used by
 ``tools/model_converters/bootmae_official_to_mm.py`` and by checkpoint
 loaders. Reference checkpoints keep the weights under ``model`` (and, for
 pretraining, the EMA copy of the whole model under ``model_ema``);
-BOOTMAE.md section 9.
+docs/method.md section 9.
 
 Pretraining (``reference_to_bootmae``)::
 

@@ -13,7 +13,8 @@ def sincos_pos_embed(patch_resolution: Union[int, Sequence[int]],
     shape (1, 1 + H * W, embed_dims).
 
     For raster index ``k = r * W + c`` the first half of the channels follows
-    the row ``r`` and the second half the column ``c`` (BOOTMAE.md section 2).
+    the row ``r`` and the second half the column ``c`` (docs/method.md
+    section 2).
     mmpretrain's helper puts the *first* grid axis it is given on the slow
     index, so it is called with ``(W, H)``; for square grids this is exactly
     mmpretrain's embedding.

@@ -1,4 +1,4 @@
-# BootMAE ViT-B/16 fine-tuning on ImageNet-1k, 100 epochs (BOOTMAE.md
+# BootMAE ViT-B/16 fine-tuning on ImageNet-1k, 100 epochs (docs/method.md
 # section 8; published 84.2 top-1), 16 GPUs x 128 = 2048 images per step:
 #   tools/dist_train.sh configs/finetune/bootmae_vit-b_ft-100e_in1k.py 16 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH

@@ -1,4 +1,4 @@
-# BootMAE ViT-L/16 fine-tuning on ImageNet-1k, 50 epochs (BOOTMAE.md
+# BootMAE ViT-L/16 fine-tuning on ImageNet-1k, 50 epochs (docs/method.md
 # section 8; published 85.9 top-1), 8 GPUs x 128 = 1024 images per step:
 #   tools/dist_train.sh configs/finetune/bootmae_vit-l_ft-50e_in1k.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH

@@ -1,4 +1,4 @@
-# BootMAE ViT-B/16 linear probing on ImageNet-1k, 90 epochs (BOOTMAE.md
+# BootMAE ViT-B/16 linear probing on ImageNet-1k, 90 epochs (docs/method.md
 # section 8; published 66.1 top-1), 8 GPUs x 2048 = 16384 images per step:
 #   tools/dist_train.sh configs/linear/bootmae_vit-b_linear-90e_in1k.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH

@@ -1,5 +1,5 @@
 # BootMAE ViT-B + UperNet on ADE20K, 512 x 512 crops, 8 GPUs x 2 images,
-# 160k iterations (BOOTMAE.md section 8). Launch with
+# 160k iterations (docs/method.md section 8). Launch with
 #   tools/dist_train.sh THIS_CONFIG 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH
 # PATH: a BootMAE pretraining checkpoint of ours or a reference one.

@@ -1,5 +1,5 @@
 """BootMAE mask generation: BEiT block-wise masking, then a random fill to an
-exact count (``../shared/BOOTMAE.md`` section 3)."""
+exact count (``docs/method.md`` section 3)."""
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np

@@ -11,7 +11,8 @@ from .schedule_utils import current_epoch, total_epochs
 def feature_weight_ramp(epoch: float, max_epochs: float,
                         ramp_fraction: float = 0.25) -> float:
     """``min(1, (epoch + 1) / (ramp_fraction * max_epochs))``: with the
-    default, the spec's ``min(1, 4 * (e + 1) / E)`` (BOOTMAE.md section 5)."""
+    default, the spec's ``min(1, 4 * (e + 1) / E)`` (docs/method.md
+    section 5)."""
     return min(1.0, (epoch + 1) / (ramp_fraction * max_epochs))
 
 

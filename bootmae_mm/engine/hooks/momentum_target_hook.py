@@ -13,7 +13,7 @@ def momentum_decay(epoch: float, start: float = 0.999, base: float = 0.9999,
                    ramp_epochs: int = 100, dynamic: bool = False,
                    final: float = 0.99999,
                    dynamic_epochs: int = 300) -> float:
-    """BootMAE's EMA decay at ``epoch`` (BOOTMAE.md section 6).
+    """BootMAE's EMA decay at ``epoch`` (docs/method.md section 6).
 
     ``start -> base`` linearly over ``ramp_epochs``; then ``base``, or with
     ``dynamic`` a second linear ramp ``base -> final`` over

@@ -20,7 +20,7 @@ from .follow_encoder import decoder_cfg
 
 @MODELS.register_module()
 class MAEWithMomentumTarget(FeatureBranchMixin, MAE):
-    """MAE + a momentum-encoder feature target (BOOTMAE.md sections 5, 6).
+    """MAE + a momentum-encoder feature target (docs/method.md sections 5, 6).
 
     Args:
         backbone (dict): an mmpretrain ``MAEViT``.

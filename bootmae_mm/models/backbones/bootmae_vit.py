@@ -11,7 +11,7 @@ from .visible_token_encoder import VisibleTokenEncoderMixin
 @MODELS.register_module()
 class BootMAEViT(VisibleTokenEncoderMixin, VisionTransformer):
     """The BootMAE encoder: a plain ViT with a fixed 2-D sin-cos position
-    embedding that encodes only the visible patches (BOOTMAE.md section 2).
+    embedding that encodes only the visible patches (docs/method.md section 2).
 
     Its parameters are named as in mmpretrain's ``VisionTransformer``, so its
     weights load into a stock ``VisionTransformer`` with no renaming.

@@ -7,7 +7,7 @@ from .bootmae_vit import BootMAEViT
 @MODELS.register_module()
 class BootMAEViTLinearProbe(BootMAEViT):
     """The first ``depth`` blocks of a BootMAE encoder, frozen, for linear
-    probing (BOOTMAE.md section 8: the intermediate layer probes better
+    probing (docs/method.md section 8: the intermediate layer probes better
     than the last).
 
     Only ``depth`` blocks are built, so the later blocks are neither computed

@@ -8,7 +8,7 @@ from ..losses import patch_weights, weighted_masked_mse
 
 @MODELS.register_module()
 class BootMAEFeatureHead(BaseModule):
-    """Loss against the momentum encoder's features (BOOTMAE.md section 5).
+    """Loss against the momentum encoder's features (docs/method.md section 5).
 
     Prediction and target both pass through a LayerNorm without affine
     parameters before the weighted squared error.

@@ -12,7 +12,7 @@ from ..losses import (
 
 @MODELS.register_module()
 class BootMAEPixelHead(BaseModule):
-    """Normalized-pixel reconstruction loss (BOOTMAE.md section 5).
+    """Normalized-pixel reconstruction loss (docs/method.md section 5).
 
     Target: the input image normalized per patch and per channel. The
     prediction, a full image, is compared patch by patch.

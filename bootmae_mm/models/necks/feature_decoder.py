@@ -9,7 +9,7 @@ from .target_aware_decoder import TargetAwareDecoder
 class BootMAEFeatureDecoder(TargetAwareDecoder):
     """The feature decoder: width D (the encoder's), depth 2, context = the
     encoder's high-level tap; predicts one D-vector per patch
-    (BOOTMAE.md section 4).
+    (docs/method.md section 4).
 
     Args:
         in_dims (int): encoder width D; also the decoder and output width

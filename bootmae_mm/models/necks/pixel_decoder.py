@@ -9,7 +9,7 @@ from .target_aware_decoder import TargetAwareDecoder
 class BootMAEPixelDecoder(TargetAwareDecoder):
     """The pixel decoder: width 512, depth 2, context = the encoder's
     low-level tap; predicts the whole image with a transposed convolution
-    (BOOTMAE.md section 4).
+    (docs/method.md section 4).
 
     Args:
         patch_size (int): encoder patch size. Defaults to 16.

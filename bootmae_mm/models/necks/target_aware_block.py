@@ -1,4 +1,4 @@
-"""The building block of BootMAE's target-aware decoders (BOOTMAE.md s. 4).
+"""The building block of BootMAE's target-aware decoders (docs/method.md s. 4).
 
 Parameter names follow the reference implementation (``norm1``..``norm4``,
 ``q_bias``/``v_bias``) so that reference checkpoints map one to one; the

@@ -10,7 +10,7 @@ from .target_aware_block import TargetAwareBlock
 
 
 class TargetAwareDecoder(BaseModule):
-    """Shared body of BootMAE's two decoders (BOOTMAE.md section 4).
+    """Shared body of BootMAE's two decoders (docs/method.md section 4).
 
     It works on the full sequence (cls + all patches, original order): the
     encoder latent of cls + visible tokens is projected to ``embed_dims``

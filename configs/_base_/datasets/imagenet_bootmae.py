@@ -1,4 +1,4 @@
-# ImageNet pretraining data for BootMAE (BOOTMAE.md sections 3 and 7):
+# ImageNet pretraining data for BootMAE (docs/method.md sections 3 and 7):
 # RandomResizedCrop 224 (scale 0.2-1, bicubic), flip, block-wise masking of
 # 147 of 196 patches. Folder layout: data/imagenet/train/<class>/<image>.
 dataset_type = 'ImageNet'

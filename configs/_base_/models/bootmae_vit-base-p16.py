@@ -1,7 +1,7 @@
-# BootMAE ViT-B/16 (BOOTMAE.md sections 2-5): encoder, pixel decoder (512 wide,
-# low-level context), feature decoder (the encoder's width, high-level
-# context), losses. The decoders and the pixel head follow the built encoder
-# (width, heads, patch grid, patch size): another ViT needs only
+# BootMAE ViT-B/16 (docs/method.md sections 2-5): encoder, pixel decoder
+# (512 wide, low-level context), feature decoder (the encoder's width,
+# high-level context), losses. The decoders and the pixel head follow the
+# built encoder (width, heads, patch grid, patch size): another ViT needs only
 #   --cfg-options model.backbone.arch=l   (or deit-small, h, a dict ...)
 model = dict(
     type='BootMAE',

@@ -1,4 +1,4 @@
-# BootMAE ViT-B/16 fine-tuning model (BOOTMAE.md section 8): the encoder
+# BootMAE ViT-B/16 fine-tuning model (docs/method.md section 8): the encoder
 # without final norm, mean of the patch tokens -> LayerNorm (ln2, the
 # reference's fc_norm) -> linear head; drop path 0.1; Mixup 0.8 + CutMix 1.0;
 # label smoothing 0.1. The encoder comes from a BootMAE checkpoint:

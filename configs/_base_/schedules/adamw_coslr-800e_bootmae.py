@@ -1,4 +1,4 @@
-# BootMAE pretraining schedule (BOOTMAE.md section 7): AdamW (0.9, 0.95),
+# BootMAE pretraining schedule (docs/method.md section 7): AdamW (0.9, 0.95),
 # wd 0.05 except 1-D params, biases, pos_embed and cls_token; lr 1.5e-4 per
 # 256 images, 40 linear warm-up epochs from 0, cosine to the min lr, per
 # iteration; mixed precision.
