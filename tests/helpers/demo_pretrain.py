@@ -24,11 +24,9 @@ model = dict(
         arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2,
                   feedforward_channels=64),
         img_size=img_size, patch_size=8),
-    pixel_decoder=dict(patch_resolution=4, patch_size=8, in_dims=32,
-                       embed_dims=32, depth=1, num_heads=2),
-    pixel_head=dict(patch_size=8),
-    feature_decoder=dict(patch_resolution=4, in_dims=32, depth=1,
-                         num_heads=2),
+    # the decoders' input width, heads and grid follow the encoder
+    pixel_decoder=dict(embed_dims=32, depth=1),
+    feature_decoder=dict(depth=1),
     num_masking_patches=12)
 train_pipeline = [
     dict(type='RobustLoadImageFromFile'),
