@@ -1,5 +1,6 @@
 """Shared fixtures; the generators behind them live in ``tests/helpers/``."""
 import os
+import tempfile
 
 import pytest
 
@@ -10,6 +11,15 @@ import pytest
 # under another summation order) is kept.
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
+# torch's inductor caches compiled C++ kernels on disk under a key that
+# leaves out ATEN_CPU_CAPABILITY: a kernel built for AVX-512 is then reused
+# in a run restricted to avx2 (and fails inside the kernel), and one with
+# capability 'default' fails to compile against cached headers. A run with
+# that variable set gets its own cache.
+if os.environ.get('ATEN_CPU_CAPABILITY'):
+    os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', os.path.join(
+        tempfile.gettempdir(),
+        f'torchinductor_{os.environ["ATEN_CPU_CAPABILITY"]}'))
 
 import torch  # noqa: E402
 

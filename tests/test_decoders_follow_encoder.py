@@ -137,9 +137,9 @@ def test_a_decoder_value_that_cannot_work_is_refused(key, value, words):
 
 
 def test_train_tool_names_the_decoder_key(tmp_path):
-    """The reliability tests' tiny config writes the decoders' numbers out
-    (32 wide); a wider encoder through --cfg-options is refused before any
-    step, naming the decoder key to drop."""
+    """A decoder width written out in the config (32) that a wider encoder
+    given through --cfg-options no longer fits is refused before any step,
+    naming the decoder key to drop."""
     config = write_tiny_demo_config(tmp_path / 'tiny.py', tmp_path / 'data',
                                num_workers=0, persistent=False,
                                max_epochs=1)
@@ -147,7 +147,8 @@ def test_train_tool_names_the_decoder_key(tmp_path):
     with pytest.raises(ValueError) as err:
         load_tool('tools/train.py').main([
             config, '--work-dir', str(work_dir), '--cfg-options',
-            'model.backbone.arch.embed_dims=48'])
+            'model.backbone.arch.embed_dims=48',
+            'model.pixel_decoder.in_dims=32'])
     msg = str(err.value)
     assert msg.startswith('model.pixel_decoder.in_dims=32 does not fit the '
                           'encoder (its width is 48'), msg
