@@ -1,5 +1,4 @@
 """Stop training at the first NaN/Inf loss, before any poisoned checkpoint."""
-import os.path as osp
 from typing import Optional
 
 import torch
@@ -7,7 +6,7 @@ from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 from mmpretrain.registry import HOOKS
 
-from ..atomic_backend import read_last_checkpoint
+from ..checkpoint_pointer import find_resume_checkpoint
 from .log_interval_runtime_info_hook import logger_interval
 
 
@@ -168,8 +167,8 @@ class NonFiniteLossHook(Hook):
 
     @staticmethod
     def _last_good(runner) -> str:
-        last = read_last_checkpoint(runner.work_dir)
-        if last and osp.isfile(last):
+        last = find_resume_checkpoint(runner.work_dir)
+        if last:
             return (f'the last good checkpoint is kept at {last} (resume '
                     'with --resume auto after fixing the cause, e.g. a '
                     'lower lr or fp16 loss scaling).')
