@@ -230,3 +230,23 @@ def test_unreachable_url_is_named(hub_dir):
         _encoder(url)
     assert not osp.exists(hub_dir / 'checkpoints' /
                           'BootMAE_Base_800_PT.pth')
+
+
+def test_fit_check_reads_urls_and_reference_files(served, hub_dir):
+    """The check that refuses a checkpoint of another model before any step
+    reads ``load_from`` as mmengine will: an http(s) URL (through the
+    cache) and a reference file (converted), not only a local path."""
+    from bootmae_mm.engine.checkpoint_fit import (
+        CheckpointMismatchError,
+        check_checkpoint_fits,
+    )
+    server, _, _ = served
+    model = MODELS.build(tiny_bootmae_cfg())
+    for name in ('ours.pth', 'BootMAE_Tiny_PT.pth'):
+        check_checkpoint_fits(model, server.url(name), resume=False)
+    wider = MODELS.build(tiny_bootmae_cfg(backbone=dict(  # wider MLPs
+        type='BootMAEViT', arch=dict(TINY_ARCH, feedforward_channels=256),
+        img_size=32, patch_size=8)))
+    for name in ('ours.pth', 'BootMAE_Tiny_PT.pth'):
+        with pytest.raises(CheckpointMismatchError, match=name):
+            check_checkpoint_fits(wider, server.url(name), resume=False)

@@ -2,8 +2,8 @@
 from typing import Dict, List
 
 import torch
+from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..compat import safe_torch_load
 from .model_unwrap import unwrap_model
 
 
@@ -13,7 +13,11 @@ class CheckpointMismatchError(ValueError):
 
 
 def _checkpoint_shapes(filename: str) -> Dict[str, torch.Size]:
-    checkpoint = safe_torch_load(filename)
+    # read as ``load_from`` / resume will read it: mmengine's loader for the
+    # file's scheme (ours: the safe loader, http(s) URLs through the cache,
+    # reference checkpoints in mmengine's layout)
+    checkpoint = CheckpointLoader.load_checkpoint(filename,
+                                                  map_location='cpu')
     state = checkpoint.get('state_dict', checkpoint) \
         if isinstance(checkpoint, dict) else {}
     return {(k[len('module.'):] if k.startswith('module.') else k): v.shape
