@@ -1,9 +1,9 @@
 """An epoch-based train loop whose next batch is prepared during the step."""
-from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
 
 from .batch_prefetcher import BatchPrefetcher
+from .model_unwrap import unwrap_model
 
 
 @LOOPS.register_module()
@@ -40,7 +40,7 @@ class PrefetchEpochBasedTrainLoop(EpochBasedTrainLoop):
 
     def __init__(self, runner, dataloader, max_epochs: int, **kwargs):
         super().__init__(runner, dataloader, max_epochs, **kwargs)
-        preprocessor = self._model().data_preprocessor
+        preprocessor = unwrap_model(self.runner.model).data_preprocessor
         if not getattr(preprocessor, 'accepts_prepared_batches', False):
             raise TypeError(
                 'train_cfg.type=PrefetchEpochBasedTrainLoop needs a data '
@@ -50,14 +50,10 @@ class PrefetchEpochBasedTrainLoop(EpochBasedTrainLoop):
                 f'{type(preprocessor).__name__}')
         self._prefetcher = None
 
-    def _model(self):
-        model = self.runner.model
-        return model.module if is_model_wrapper(model) else model
-
     def run_epoch(self) -> None:
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
-        preprocessor = self._model().data_preprocessor
+        preprocessor = unwrap_model(self.runner.model).data_preprocessor
         self._prefetcher = BatchPrefetcher(self.dataloader, preprocessor,
                                            preprocessor.device)
         for idx, data_batch in enumerate(self._prefetcher):
