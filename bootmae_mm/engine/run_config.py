@@ -99,12 +99,12 @@ def check_settings(cfg: Config, method: str = 'train') -> None:
                              f'{name}={value} must be >= 0.')
 
 
-def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
+def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     """On a machine without CUDA, start a gloo process group ourselves (
     mmengine would call ``torch.cuda.set_device``) and wrap the model in DDP
-    without device ids."""
+    without device ids. Returns whether it started the group."""
     if launcher == 'none' or torch.cuda.is_available():
-        return
+        return False
     import torch.distributed as dist
     if launcher == 'slurm':  # the variables mmengine's slurm set-up makes
         os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
@@ -116,7 +116,8 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
                 ['scontrol', 'show', 'hostname',
                  os.environ['SLURM_NODELIST']], capture_output=True,
                 text=True, check=True).stdout.split()[0]
-    if not dist.is_initialized():
+    started = not dist.is_initialized()
+    if started:
         dist.init_process_group(backend='gloo')
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = \
         'gloo'
@@ -125,6 +126,7 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
             type='MMDistributedDataParallel', device_ids=None,
             broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
+    return started
 
 
 def build_runner(cfg: Config):
@@ -194,10 +196,16 @@ def run(cfg: Config, method: str):
     cfg.default_scope = infer_default_scope(cfg)
     check_settings(cfg, method)
     check_data_paths(cfg, method)
-    setup_cpu_distributed(cfg, cfg.launcher)
+    started_group = setup_cpu_distributed(cfg, cfg.launcher)
     with explain_config_errors(cfg):
         runner = build_runner(cfg)
     with log_fatal_errors(runner.logger), explain_config_errors(cfg):
         resolve_checkpoint(runner, cfg, method)
-        return getattr(runner, method)()
+        result = getattr(runner, method)()
+    if started_group:
+        # joined here, not torn down at interpreter exit, where gloo's
+        # threads could abort a finished rank ("terminate called without
+        # an active exception", SIGABRT, seen once in tests/test_tools.py)
+        torch.distributed.destroy_process_group()
+    return result
 
