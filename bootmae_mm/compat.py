@@ -1,6 +1,6 @@
 """Compatibility shims for today's stack, in one place, applied on import.
 
-Each shim is small, idempotent and covered by ``tests/test_compat.py``:
+Each shim is small, idempotent and covered by ``tests/interop/test_compat.py``:
 
 1. ``mmcv.ops`` without compiled extensions (mmcv-lite): mmseg 1.2 imports
    ``mmcv.ops`` at import time. When ``mmcv._ext`` is missing we install a

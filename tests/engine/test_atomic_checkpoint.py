@@ -70,7 +70,7 @@ def test_fsdp_checkpoint_is_renamed_into_place_when_complete(
         tmp_path, monkeypatch):
     """AtomicFSDPStrategy around mmengine's FSDP save (replaced here by a
     writer that is killed half-way, then by one that completes; the real
-    save runs in tests/test_distributed.py): the previous checkpoint
+    save runs in tests/e2e/test_distributed.py): the previous checkpoint
     survives the kill, the complete one replaces it."""
     from mmengine._strategy import FSDPStrategy
 

@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as F
 import bootmae_mm  # noqa: F401
 from helpers.repo import load_tool
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SIZES = [(375, 500), (300, 240), (224, 224)]  # (H, W)
 
 

@@ -21,12 +21,12 @@ from bootmae_mm.models.reference_mapping import (
 )
 from helpers.bootmae import data_samples_with_masks
 from helpers.float_bounds import assert_rounding_close
-from helpers.repo import REPO_ROOT, load_tool, run_tool
-from reference_bootmae import (
+from helpers.reference_bootmae import (
     ReferenceBootMAE,
     reference_losses,
     reference_sincos,
 )
+from helpers.repo import REPO_ROOT, load_tool, run_tool
 
 # every parameter name and shape of the reference checkpoints (a copy of
 # the project's shared/reference/official_bootmae_keys.json)

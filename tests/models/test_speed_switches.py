@@ -23,9 +23,9 @@ from helpers.bootmae import (
     random_patch_mask,
     tiny_bootmae_cfg,
 )
+from helpers.repo import REPO_ROOT
 
-CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                  'configs', 'bootmae_vit-b_800e.py')
+CONFIG = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
 DECAY = 0.9
 LR = 1e-3
 

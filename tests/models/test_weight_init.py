@@ -1,6 +1,6 @@
 """A fresh BootMAE starts from the reference's initialization
 (docs/method.md section 2b), tensor by tensor against the reference's
-init re-implemented in tests/reference_bootmae.py; the momentum target
+init re-implemented in tests/helpers/reference_bootmae.py; the momentum target
 starts as an exact copy; a checkpoint given as init_cfg still wins."""
 import math
 
@@ -11,7 +11,7 @@ from mmpretrain.registry import MODELS
 import bootmae_mm  # noqa: F401
 from bootmae_mm.models.reference_mapping import bootmae_to_reference
 from helpers.bootmae import tiny_bootmae_cfg
-from reference_bootmae import ReferenceBootMAE, reference_init_
+from helpers.reference_bootmae import ReferenceBootMAE, reference_init_
 
 # wide enough for the sample std of every weight to be tight (the smallest
 # random tensors, cls and mask tokens, still have 100+ values); 3 heads of

@@ -7,7 +7,7 @@ import pytest
 from helpers.repo import run_tool
 
 # a stand-in interpreter: records its arguments and stops (what the tools do
-# with a real one is covered by tests/test_tools.py)
+# with a real one is covered by tests/tools/test_tools.py)
 _RECORDER = '''#!/usr/bin/env bash
 echo "$@" > "{log}"
 '''

@@ -89,7 +89,7 @@ def batched_resized_crop(images: Sequence[torch.Tensor], boxes: torch.Tensor,
     of the per-image path. Both compute the same weighted sums; the
     per-image path on the CPU rounds the horizontal pass to uint8 before the
     vertical one and uses fixed-point weights, so the two can differ by a
-    grey level or so (see ``tests/test_gpu_decode.py``).
+    grey level or so (see ``tests/feeding/test_gpu_decode.py``).
 
     Args:
         images (Sequence[Tensor]): ``(C, H_i, W_i)`` uint8 images on one
