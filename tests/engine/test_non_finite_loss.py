@@ -1,5 +1,6 @@
 """NonFiniteLossHook: a NaN/Inf loss stops the run naming the iteration and
-the loss terms, and no checkpoint of poisoned weights is ever written."""
+the loss terms, at the latest before the next checkpoint, and no checkpoint
+of poisoned weights is ever written."""
 import functools
 import glob
 import math
@@ -7,6 +8,7 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.hooks import LoggerHook
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import safe_torch_load
@@ -29,12 +31,22 @@ def _assert_last_good(work_dir, last_iter):
     return last
 
 
-def test_nan_loss_at_checkpoint_iteration(tmp_path):
-    runner = build_toy_runner(tmp_path, max_iters=8, interval=2, nan_at=4)
+@pytest.mark.parametrize('nan_at,log_interval', [(4, 1), (3, 5)])
+def test_nan_loss_stops_before_the_next_checkpoint(tmp_path, nan_at,
+                                                   log_interval):
+    """Checkpoints every 2 iterations, NaN loss at ``nan_at``: read at once
+    when every iteration logs, or only before the checkpoint of iteration
+    4 when logging is every 5. The error names the bad iteration, every
+    loss term and the last good checkpoint; iteration 4 is never saved."""
+    runner = build_toy_runner(tmp_path, max_iters=8, interval=2,
+                              nan_at=nan_at)
+    next(h for h in runner.hooks
+         if isinstance(h, LoggerHook)).interval = log_interval
     with pytest.raises(RuntimeError) as info:
         runner.train()
     msg = str(info.value)
-    assert 'Non-finite loss at iteration 4 (epoch 1)' in msg
+    assert f'Non-finite loss at iteration {nan_at} (epoch 1)' in msg
+    assert 'detected at iteration 4' in msg
     assert 'loss=nan' in msg and 'loss_mse=nan' in msg
     assert 'loss_reg=0.00' in msg  # the finite term is reported too
     last = _assert_last_good(tmp_path, 2)  # iteration 4 was never saved
