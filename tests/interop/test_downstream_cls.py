@@ -1,7 +1,7 @@
 """ImageNet fine-tuning and linear probing from BootMAE checkpoints: the four
-configs, the ``BootMAEPretrained`` initializer, and the export tools
+configs, the ``BootMAEPretrained`` initializer and mmpretrain's inferencers
 (docs/method.md sections 8 and 9), on a tiny encoder and a generated
-ImageNet-layout folder."""
+ImageNet-layout folder. The export tools: test_export.py."""
 import copy
 import os.path as osp
 
@@ -11,7 +11,6 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
-from mmpretrain.models import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
@@ -20,9 +19,8 @@ from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.models.checkpoint_loading import load_bootmae_encoder
 from bootmae_mm.models.reference_mapping import bootmae_to_reference
 from helpers.bootmae import TINY_ARCH, tiny_bootmae_cfg
-from helpers.float_bounds import assert_rounding_close
 from helpers.image_folder import make_image_folder
-from helpers.repo import REPO_ROOT, load_tool
+from helpers.repo import REPO_ROOT
 
 FT_B = 'configs/finetune/bootmae_vit-b_ft-100e_in1k.py'
 FT_L = 'configs/finetune/bootmae_vit-l_ft-50e_in1k.py'
@@ -363,11 +361,7 @@ def test_tiny_linear_probe_trains_only_the_head(pretrained, imagenet,
     assert 0 <= metrics['accuracy/top1'] <= 100
 
 
-# ------------------------------------------------------------ export
-def _tool(name):
-    return load_tool(f'tools/model_converters/{name}.py')
-
-
+# ------------------------------------------------------ inferencers
 @pytest.fixture(scope='module')
 def finetuned(pretrained, tmp_path_factory):
     """A fine-tuned tiny classifier checkpoint (ln2 + head)."""
@@ -378,14 +372,6 @@ def finetuned(pretrained, tmp_path_factory):
     path = str(tmp_path_factory.mktemp('ft') / 'finetuned.pth')
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
     return path
-
-
-def _ours(src, source, **kwargs):
-    ours = MODELS.build(dict(type='BootMAEViT', arch=TINY_ARCH, img_size=32,
-                             patch_size=8, **kwargs))
-    load_bootmae_encoder(ours, src, source)
-    ours.eval()
-    return ours
 
 
 def test_mmpretrain_inferencers_take_our_config(pretrained, finetuned,
@@ -413,61 +399,3 @@ def test_mmpretrain_inferencers_take_our_config(pretrained, finetuned,
     features = FeatureExtractor(model=cfg_path, pretrained=finetuned,
                                 device='cpu')(img)[0]
     assert [f.shape for f in features] == [(64, )]
-
-
-@pytest.mark.parametrize('which,source', [('pretrained', 'online'),
-                                          ('pretrained', 'target'),
-                                          ('finetuned', 'online')])
-def test_export_to_mmpretrain_vit(which, source, pretrained, finetuned,
-                                  tmp_path):
-    src = pretrained[0] if which == 'pretrained' else finetuned
-    dst = str(tmp_path / 'vit.pth')
-    assert _tool('bootmae_to_vit').main(
-        [src, dst, '--source', source, '--num-heads', '2']) == 0
-    saved = torch.load(dst, weights_only=True)
-    state = {k[len('backbone.'):]: v for k, v in saved['state_dict'].items()
-             if k.startswith('backbone.')}
-    pooled = which == 'finetuned'
-    kwargs = dict(final_norm=which == 'pretrained' and source == 'online',
-                  out_type='avg_featmap' if pooled else 'raw')
-    vit = VisionTransformer(arch=TINY_ARCH, img_size=32, patch_size=8,
-                            **kwargs)
-    vit.load_state_dict(state, strict=True)
-    assert ('head.fc.weight' in saved['state_dict']) == pooled
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        ref = _ours(src, source, **kwargs)(x)[0]
-        vit.eval()
-        # 3 blocks of ~8 operations, sums of at most the 128-wide MLP
-        assert_rounding_close(vit(x)[0], ref, ops=30, terms=128)
-
-
-@pytest.mark.parametrize('which,source', [('pretrained', 'online'),
-                                          ('pretrained', 'target'),
-                                          ('finetuned', 'online')])
-def test_export_to_timm(which, source, pretrained, finetuned, tmp_path):
-    import timm
-    src = pretrained[0] if which == 'pretrained' else finetuned
-    dst = str(tmp_path / 'timm.pth')
-    tool = _tool('bootmae_to_timm')
-    assert tool.main([src, dst, '--source', source, '--num-heads', '2']) == 0
-    state = torch.load(dst, weights_only=True)
-    pooled = which == 'finetuned'
-    final_norm = which == 'pretrained' and source == 'online'
-    model = timm.create_model(
-        'vit_base_patch16_224', pretrained=False, img_size=32, patch_size=8,
-        embed_dim=64, depth=3, num_heads=2, mlp_ratio=2.0,
-        num_classes=3 if pooled else 0, global_pool='avg' if pooled else
-        'token', fc_norm=pooled, final_norm=final_norm or pooled)
-    model.load_state_dict(state, strict=True)
-    assert ('norm.weight' in state) == final_norm
-    ours = _ours(src, source, final_norm=final_norm,
-                 out_type='avg_featmap' if pooled else 'raw')
-    x = torch.randn(2, 3, 32, 32)
-    model.eval()
-    with torch.no_grad():
-        tokens = model.forward_features(x)
-        assert_rounding_close(tokens, ours.encode(x).latent, ops=30, terms=128)
-        if pooled:
-            feats = model.forward_head(tokens, pre_logits=True)
-            assert_rounding_close(feats, ours(x)[0], ops=30, terms=128)

@@ -1,7 +1,9 @@
 """The exporters take the architecture a checkpoint records (its saved
-config, ``meta['cfg']``) and never guess it: exported mmpretrain and timm
-models equal our model built from that config, for head counts that are
-not width / 64; a checkpoint that records no head count is refused."""
+config, ``meta['cfg']``) or the head count given with ``--num-heads``, and
+never guess it: exported mmpretrain and timm models (pretrained online
+and momentum target encoders, fine-tuned classifiers) equal our model, for
+head counts that are not width / 64; a checkpoint that records no head
+count is refused without ``--num-heads``."""
 import ast
 import copy
 import os.path as osp
@@ -89,17 +91,30 @@ def finetuned_dict(tmp_path_factory):
     return _finetuned(tmp_path_factory, DICT_ARCH, 8, 'ft_dict.pth')
 
 
-def _cases(request):
-    return request.getfixturevalue(request.param[0]), request.param[1]
-
-
+# a case named '<fixture>_bare' is that checkpoint without its saved
+# config, exported with '--num-heads'
 CASES = [('pretrained_4_heads', 'online'), ('pretrained_4_heads', 'target'),
-         ('finetuned_s', 'online'), ('finetuned_dict', 'online')]
+         ('finetuned_s', 'online'), ('finetuned_dict', 'online'),
+         ('pretrained_4_heads_bare', 'online'),
+         ('pretrained_4_heads_bare', 'target'),
+         ('finetuned_dict_bare', 'online')]
 # the true architecture of each case, as the test knows it
 TRUE = dict(
     pretrained_4_heads=dict(arch=ARCH_4_HEADS, patch_size=8, heads=4),
     finetuned_s=dict(arch='s', patch_size=16, heads=8),
     finetuned_dict=dict(arch=DICT_ARCH, patch_size=8, heads=3))
+
+
+def _case(case, request, tmp_path):
+    """The checkpoint, our model, its true architecture and the exporter's
+    extra arguments for ``case``."""
+    name = case[:-len('_bare')] if case.endswith('_bare') else case
+    (src, model), true = request.getfixturevalue(name), TRUE[name]
+    if name == case:
+        return src, model, true, []
+    bare = str(tmp_path / f'{name}_no_meta.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, bare)
+    return bare, model, true, ['--num-heads', str(true['heads'])]
 
 
 def _ours(model, source):
@@ -110,9 +125,10 @@ def _ours(model, source):
 
 @pytest.mark.parametrize('case,source', CASES)
 def test_export_to_mmpretrain_matches_ours(case, source, request, tmp_path):
-    (src, model), true = request.getfixturevalue(case), TRUE[case]
+    src, model, true, extra = _case(case, request, tmp_path)
     dst = str(tmp_path / 'vit.pth')
-    assert _tool('bootmae_to_vit').main([src, dst, '--source', source]) == 0
+    assert _tool('bootmae_to_vit').main(
+        [src, dst, '--source', source] + extra) == 0
     saved = torch.load(dst, weights_only=True)
     ours = _ours(model, source)
     # built as a user does, from the arguments the export records
@@ -133,9 +149,10 @@ def test_export_to_mmpretrain_matches_ours(case, source, request, tmp_path):
 def test_export_to_timm_matches_ours(case, source, request, tmp_path,
                                      capsys):
     import timm
-    (src, model), true = request.getfixturevalue(case), TRUE[case]
+    src, model, true, extra = _case(case, request, tmp_path)
     dst = str(tmp_path / 'timm.pth')
-    assert _tool('bootmae_to_timm').main([src, dst, '--source', source]) == 0
+    assert _tool('bootmae_to_timm').main(
+        [src, dst, '--source', source] + extra) == 0
     # built as a user does, with the create_model call the tool prints
     line = capsys.readouterr().out.strip().splitlines()[-1]
     name, kwargs = re.search(r"create_model\('(\S+)', pretrained=False, "
@@ -174,7 +191,7 @@ def test_export_refuses_to_guess_the_head_count(tool, pretrained_4_heads,
     with pytest.raises(SystemExit, match='4 heads'):
         _tool(tool).main([src, str(dst), '--num-heads', '1'])
     assert not dst.exists()
-    # given, it is used: the export then matches the 4-head model
+    # given, it is used (the '_bare' cases above compare the outputs)
     assert _tool(tool).main([bare, str(dst), '--num-heads', '4']) == 0
 
 
