@@ -1,100 +1,76 @@
-"""Resume with the real mmengine Runner on torch >= 2.6, whose ``torch.load``
-defaults to ``weights_only=True``: mmengine 0.10.7 alone fails on its own
-``HistoryBuffer``; with ``bootmae_mm`` imported it resumes."""
-import os.path as osp
-
+"""A classifier run of ``tools/train.py`` resumed with ``--resume`` (no
+value: the newest checkpoint) on torch >= 2.6, whose ``torch.load``
+defaults to ``weights_only=True`` (mmengine 0.10.7 alone fails there on its
+own ``HistoryBuffer``): it continues from the checkpoint's iteration with
+its loss history, optimizer state and lr schedule, and ends as a run never
+interrupted."""
 import pytest
 import torch
-from mmengine.hooks import Hook
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.runner import Runner
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.compat import safe_torch_load
-from helpers.classifier import tiny_classifier_train_cfg
-from helpers.image_folder import make_image_folder
+from helpers.classifier import tiny_classifier_train_cfg, write_config
+from helpers.repo import run_tool
 
 
-class _Probe(Hook):
-    """Records what the runner looks like when training (re)starts."""
-
-    def __init__(self):
-        self.start = None
-        self.iters = []
-
-    def before_train(self, runner):
-        optim = runner.optim_wrapper.optimizer
-        loss = runner.message_hub.log_scalars.get('train/loss')
-        self.start = dict(
-            iter=runner.iter,
-            losses=None if loss is None else loss.data[0].tolist(),
-            optim_state={k: {n: v.clone() for n, v in s.items()}
-                         for k, s in optim.state_dict()['state'].items()},
-            lr=optim.param_groups[0]['lr'])
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        self.iters.append(runner.iter)
+def _train(tmp_path, image_folder, name, max_iters, *args):
+    work_dir = tmp_path / name
+    config = write_config(
+        tmp_path / f'{name}.py',
+        tiny_classifier_train_cfg(
+            image_folder, work_dir=work_dir, max_iters=max_iters,
+            checkpoint_interval=2,
+            param_scheduler=dict(type='LinearLR', start_factor=0.1,
+                                 by_epoch=False, begin=0, end=4)))
+    run = run_tool(['tools/train.py', config, *args])
+    assert run.returncode == 0, run.stdout[-5000:]
+    return work_dir, config, run.stdout
 
 
-def _runner(work_dir, data_root, max_iters, name, resume=False):
-    cfg = tiny_classifier_train_cfg(
-        data_root, work_dir=work_dir, max_iters=max_iters,
-        checkpoint_interval=2, experiment_name=name, resume=resume,
-        param_scheduler=dict(type='LinearLR', start_factor=0.1,
-                             by_epoch=False, begin=0, end=4))
-    probe = _Probe()
-    cfg['custom_hooks'] = [probe]
-    cfg.pop('custom_imports')
-    return Runner(**cfg), probe  # (from_cfg would dump the hook object)
+def _losses(ckpt):
+    history = ckpt['message_hub']['log_scalars']['train/loss']
+    assert isinstance(history, HistoryBuffer)
+    return history.data[0].tolist()
 
 
-def test_resume_continues_training(tmp_path):
+def test_resume_continues_training(tmp_path, image_folder):
     assert torch.__version__ >= '2.6'  # torch.load defaults to weights_only
-    data_root = make_image_folder(tmp_path / 'data')
-    work_dir = str(tmp_path / 'work')
+    work_dir, config, _ = _train(tmp_path, image_folder, 'work', 2)
+    assert (work_dir / 'last_checkpoint').read_text().strip().endswith(
+        'iter_2.pth')
+    first = safe_torch_load(work_dir / 'iter_2.pth')
+    assert len(_losses(first)) == 2
 
-    first, probe1 = _runner(work_dir, data_root, 2, 'resume_first')
-    first.train()
-    assert probe1.iters == [0, 1]
-    ckpt_path = osp.join(work_dir, 'iter_2.pth')
-    ckpt = safe_torch_load(ckpt_path)
-    assert isinstance(ckpt['message_hub']['log_scalars']['train/loss'],
-                      HistoryBuffer)
-    saved_losses = ckpt['message_hub']['log_scalars']['train/loss'] \
-        ._log_history.tolist()
-    assert len(saved_losses) == 2
-
-    second, probe2 = _runner(work_dir, data_root, 4, 'resume_second',
-                             resume=True)
-    second.train()
-    start = probe2.start
+    second = run_tool(['tools/train.py', config, '--resume',
+                       '--cfg-options', 'train_cfg.max_iters=4'])
+    assert second.returncode == 0, second.stdout[-5000:]
+    log = second.stdout
     # the iteration counter continued from the checkpoint
-    assert start['iter'] == 2
-    assert probe2.iters == [2, 3]
+    assert 'resumed epoch: 0, iter: 2' in log
+    assert 'Iter(train) [3/4]' in log and 'Iter(train) [4/4]' in log
+    assert 'Iter(train) [1/4]' not in log
+    assert (work_dir / 'last_checkpoint').read_text().strip().endswith(
+        'iter_4.pth')
+    resumed = safe_torch_load(work_dir / 'iter_4.pth')
+    assert resumed['meta']['iter'] == 4
     # the message hub came back with the first run's loss history
-    assert start['losses'] == pytest.approx(saved_losses)
-    # the optimizer state (AdamW moments, step) came back
-    saved_state = ckpt['optimizer']['state']
-    assert saved_state and start['optim_state'].keys() == saved_state.keys()
-    for key, state in saved_state.items():
-        for name, value in state.items():
-            torch.testing.assert_close(start['optim_state'][key][name], value)
-    # the lr schedule continued (LinearLR at step 2 of 4, not step 0)
-    assert start['lr'] == pytest.approx(ckpt['optimizer']['param_groups'][0]
-                                        ['lr'])
-    assert start['lr'] > 1e-3 * 0.1 + 1e-9
-    # and it ran to the end
-    assert second.iter == 4
-    assert osp.isfile(osp.join(work_dir, 'iter_4.pth'))
-    final = safe_torch_load(osp.join(work_dir, 'iter_4.pth'))
-    assert final['meta']['iter'] == 4
-    assert len(final['message_hub']['log_scalars']['train/loss']
-               ._log_history) == 4
+    assert _losses(resumed)[:2] == pytest.approx(_losses(first))
+    assert len(_losses(resumed)) == 4
 
-    # resuming gives the same weights as training 4 iterations in one go
-    straight, _ = _runner(str(tmp_path / 'straight'), data_root, 4,
-                          'resume_straight')
-    straight.train()
-    for (name, p), q in zip(second.model.state_dict().items(),
-                            straight.model.state_dict().values()):
-        torch.testing.assert_close(p, q, msg=name)
+    # the same weights, optimizer state (AdamW moments, step) and lr (the
+    # LinearLR warm-up at step 4 of 4, not restarted) as 4 iterations in
+    # one go
+    straight_dir, _, _ = _train(tmp_path, image_folder, 'straight', 4)
+    straight = safe_torch_load(straight_dir / 'iter_4.pth')
+    for name, value in straight['state_dict'].items():
+        torch.testing.assert_close(resumed['state_dict'][name], value,
+                                   msg=name)
+    state, expected = (c['optimizer']['state'] for c in (resumed, straight))
+    assert expected and state.keys() == expected.keys()
+    for key, moments in expected.items():
+        for name, value in moments.items():
+            torch.testing.assert_close(state[key][name], value)
+    lrs = [c['optimizer']['param_groups'][0]['lr']
+           for c in (first, resumed, straight)]
+    assert lrs[1] == pytest.approx(lrs[2]) and lrs[1] > lrs[0]

@@ -146,30 +146,6 @@ def test_missing_dataset_path_is_named(tmp_path):
                        f'train_dataloader.dataset.data_root={other}'])
 
 
-def test_train_resume_auto_continues_from_last_checkpoint(
-        tmp_path, image_folder):
-    work_dir = tmp_path / 'work'
-    config = write_config(
-        tmp_path / 'tiny_resume.py',
-        tiny_classifier_train_cfg(image_folder, work_dir=work_dir,
-                                  max_iters=2))
-    first = run_tool(['tools/train.py', config])
-    assert first.returncode == 0, first.stdout[-5000:]
-    assert (work_dir / 'last_checkpoint').read_text().strip().endswith(
-        'iter_2.pth')
-
-    second = run_tool(['tools/train.py', config, '--resume',
-                       '--cfg-options', 'train_cfg.max_iters=4'])
-    assert second.returncode == 0, second.stdout[-5000:]
-    log = second.stdout
-    assert 'resumed epoch: 0, iter: 2' in log
-    assert 'Iter(train) [3/4]' in log and 'Iter(train) [4/4]' in log
-    assert 'Iter(train) [1/4]' not in log
-    assert osp.isfile(work_dir / 'iter_4.pth')
-    assert (work_dir / 'last_checkpoint').read_text().strip().endswith(
-        'iter_4.pth')
-
-
 def test_test_tool_evaluates_a_trained_checkpoint(tmp_path, image_folder):
     work_dir = tmp_path / 'work'
     test_loader = dict(
