@@ -205,7 +205,8 @@ def run(cfg: Config, method: str):
     if started_group:
         # joined here, not torn down at interpreter exit, where gloo's
         # threads could abort a finished rank ("terminate called without
-        # an active exception", SIGABRT, seen once in tests/tools/test_tools.py)
+        # an active exception", SIGABRT, seen once in
+        # tests/tools/test_tools.py)
         torch.distributed.destroy_process_group()
     return result
 
