@@ -14,4 +14,7 @@ on ``sys.path``, so a test imports ``from helpers.<module> import ...``):
   through ``tools/train.py`` (killable), and its checkpoints read back.
 - ``toy_runner``: a linear-regression model in a real Runner with the
   default runtime's hooks (also a script, to be killed mid-save).
+- ``reference_bootmae``: an independent re-implementation of the
+  reference's pretraining forward and initialization, with its parameter
+  names (the converter and the weight init are checked against it).
 """
