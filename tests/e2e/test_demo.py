@@ -1,6 +1,6 @@
-"""The main job (issue 5): embedded demo data, the demo config run through
-tools/train.py (shortened), its artefacts, the reconstruction pictures and
-the two evaluation / visualization tools."""
+"""The main job (README "Main job"): embedded demo data, the demo config run
+through tools/train.py (shortened), its artefacts, the reconstruction
+pictures and the two evaluation / visualization tools."""
 import json
 import os
 import os.path as osp

@@ -1,4 +1,4 @@
-"""Reference checkpoint conversion (issue 3, "Reference checkpoints"):
+"""Reference checkpoint conversion (README "Reference checkpoints"):
 every reference name maps and loads strictly; bad checkpoints are reported
 by name; a converted tiny reference model computes exactly what the
 reference forward computes."""

@@ -1,4 +1,4 @@
-"""ADE20K UperNet on BootMAE (issue 4, segmentation): configs, checkpoint
+"""ADE20K UperNet on BootMAE (README "Segmentation"): configs, checkpoint
 loading into ``BootMAEViTSeg``, layer decay, and a tiny real training run."""
 import glob
 import importlib.util
