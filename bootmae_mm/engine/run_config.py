@@ -14,6 +14,7 @@ from ..config_errors import explain_config_errors
 from ..datasets.dataset_wrappers import dataset_levels
 from .checkpoint_fit import check_checkpoint_fits
 from .checkpoint_pointer import find_resume_checkpoint
+from .device_fallback import fallback_message, fit_to_device
 from .fatal_errors import log_fatal_errors
 
 # the data loaders that each Runner method builds
@@ -187,7 +188,8 @@ def resolve_checkpoint(runner, cfg: Config, method: str) -> None:
 
 
 def run(cfg: Config, method: str):
-    """Check the settings and data paths, set up CPU distribution, build
+    """Check the settings and data paths, set up CPU distribution, fit
+    the GPU-only settings to a machine without GPU (one warning), build
     the runner, resolve and check the checkpoint to resume from or load,
     and call ``runner.<method>()`` ('train' or 'test'), with config errors
     reported by key and any error that ends the run also written to the
@@ -197,8 +199,11 @@ def run(cfg: Config, method: str):
     check_settings(cfg, method)
     check_data_paths(cfg, method)
     started_group = setup_cpu_distributed(cfg, cfg.launcher)
+    changes = fit_to_device(cfg)
     with explain_config_errors(cfg):
         runner = build_runner(cfg)
+    if changes:  # after the build: into the run's log file, from rank 0
+        runner.logger.warning(fallback_message(changes))
     with log_fatal_errors(runner.logger), explain_config_errors(cfg):
         resolve_checkpoint(runner, cfg, method)
         result = getattr(runner, method)()
