@@ -17,6 +17,9 @@ from .checkpoint_pointer import find_resume_checkpoint
 from .device_fallback import fallback_message, fit_to_device
 from .fatal_errors import log_fatal_errors
 
+# the file endings mmpretrain's CustomDataset takes by default
+_CUSTOM_DATASET_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp',
+                              '.pgm', '.tif')
 # the data loaders that each Runner method builds
 _DATALOADERS = dict(train=('train_dataloader', 'val_dataloader'),
                     test=('test_dataloader', ))
@@ -46,9 +49,34 @@ def dangling_links(folder: str):
                 yield path
 
 
+def folder_images(dataset: dict):
+    """The folder a folder dataset (mmpretrain's ``CustomDataset`` without
+    ``ann_file``, labelled or not) reads and the file name endings it
+    takes; None for any other dataset."""
+    if str(dataset.get('type')).split('.')[-1] != 'CustomDataset' or \
+            dataset.get('ann_file'):
+        return None
+    prefix = dataset.get('data_prefix') or ''
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img_path', '')
+    extensions = dataset.get('extensions', _CUSTOM_DATASET_EXTENSIONS)
+    return (osp.join(dataset['data_root'], prefix),
+            tuple(e.lower() for e in extensions))
+
+
+def holds_image(folder: str, extensions) -> bool:
+    """Whether a file ending in one of ``extensions`` (any case) lies
+    anywhere under ``folder`` (stops at the first one)."""
+    for _, _, file_names in os.walk(folder, followlinks=True):
+        if any(name.lower().endswith(extensions) for name in file_names):
+            return True
+    return False
+
+
 def check_data_paths(cfg: Config, method: str = 'train') -> None:
     """Fail before building anything when a dataset root that ``method``
-    ('train' or 'test') reads is missing, naming the config key and the
+    ('train' or 'test') reads is missing, or an image folder
+    (:func:`folder_images`) holds no image, naming the config key and the
     path. Testing needs no training data and vice versa. A folder dataset
     (no ``ann_file``) is scanned for dangling symbolic links, which the
     dataset would leave out without a word: a warning names them."""
@@ -66,6 +94,12 @@ def check_data_paths(cfg: Config, method: str = 'train') -> None:
                     f'{key}.data_root: dataset folder "{root}" does not exist '
                     '(set it with --cfg-options '
                     f'{key}.data_root=PATH)')
+            images = folder_images(dataset)
+            if images and not holds_image(*images):
+                raise FileNotFoundError(
+                    f'{key}.data_root: no image ({", ".join(images[1])}) '
+                    f'under "{images[0]}" (set the folder of your images '
+                    f'with --cfg-options {key}.data_root=PATH)')
             if not dataset.get('ann_file'):
                 links = sorted(dangling_links(root))
                 if links:
