@@ -29,6 +29,7 @@ from helpers.fake_cuda import (
     module_to_fake_cuda,
     record_module_outputs,
     tensors,
+    to_fake_cuda,
 )
 from helpers.image_folder import make_image_folder
 from helpers.repo import REPO_ROOT
@@ -182,3 +183,56 @@ def test_segmentation_on_fake_cuda(tmp_path):
     model, samples = build(cfg, 'mmseg')
     _, losses = run_fake_cuda(model, pseudo_collate(samples))
     assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses)
+
+
+def test_gpu_decode_tensor_path_on_fake_cuda(tmp_path, monkeypatch):
+    """GPUDecodeDataPreprocessor after the decode: batched crop / resize /
+    flip, normalization and the masks, on fake cuda:0. The decode itself
+    (JPEG magic read on the host, nvjpeg) needs the bytes' values: it runs
+    here on the real CPU and its images go to fake cuda:0 as nvjpeg would
+    leave them. Fake tensors have no pinned memory (``aten._pin_memory``):
+    the crop's pinned copies of its small index tensors become plain
+    copies."""
+    from mmcv.transforms import Compose
+    from mmengine.registry import TRANSFORMS as ENGINE_TRANSFORMS
+
+    from bootmae_mm.models.data_preprocessors import batched_crop
+    from bootmae_mm.models.data_preprocessors.gpu_decode import (
+        GPUDecodeDataPreprocessor,
+    )
+    root = make_image_folder(tmp_path / 'imgs', classes=('a', ), ext='jpg',
+                             per_class=3, size=40)
+    make_image_folder(tmp_path / 'imgs', classes=('b', ), ext='png',
+                      per_class=1, size=48)
+    paths = sorted(str(p) for p in (tmp_path / 'imgs').rglob('*.*'))
+    assert root and len(paths) == BATCH
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        pipeline = Compose([ENGINE_TRANSFORMS.build(t) for t in [
+            dict(type='LoadImageBytes'),
+            dict(type='RandomResizedCropBox', flip_prob=0.5),
+            dict(type='BootMAEMaskGenerator', img_size=32, patch_size=8,
+                 num_masking_patches=12, num_block_masking_patches=8,
+                 min_num_patches=2, max_num_patches=None),
+            dict(type='PackInputs', meta_keys=('img_path', 'ori_shape',
+                                               'crop_box', 'flip'))]])
+        batch = mask_collate([pipeline(dict(img_path=p)) for p in paths],
+                             inputs='list')
+    pre = GPUDecodeDataPreprocessor(size=32, non_blocking=True)
+    names = pre._names(batch['data_samples'], BATCH)
+    images, errors = pre._decode(batch['inputs'], names)  # real, CPU
+    assert not errors
+    mode = fake_mode()
+    module_to_fake_cuda(mode, pre)
+    fake_images = [to_fake_cuda(mode, img) for img in images]
+    monkeypatch.setattr(pre, '_decode',
+                        lambda inputs, names: (list(fake_images), {}))
+    monkeypatch.setattr(batched_crop, '_to_device',
+                        lambda tensor, device: tensor.to(device))
+    fake = fake_batch(mode, batch)
+    with mode:
+        out = pre(fake, training=True)
+    assert_on_cuda('inputs', out['inputs'], torch.float32)
+    assert out['inputs'].shape == (BATCH, 3, 32, 32)
+    for sample in out['data_samples']:
+        assert_on_cuda('mask', sample.mask)
+        assert sample.mask.shape == (4, 4)
