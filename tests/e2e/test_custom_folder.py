@@ -14,7 +14,7 @@ from mmpretrain.registry import DATASETS
 
 import bootmae_mm  # noqa: F401  (registers the transforms and wrappers)
 from helpers.demo_pretrain import run_train_tool
-from helpers.image_folder import make_mixed_picture_folder
+from helpers.image_folder import make_image_folder, make_mixed_picture_folder
 from helpers.repo import load_tool
 from helpers.tiny_pretrain import FOLDER_CONFIG, write_tiny_pretrain_config
 
@@ -24,18 +24,23 @@ KEY = 'train_dataloader.dataset.dataset.data_root'
 def test_every_picture_of_the_folder_goes_through_the_real_pipeline(
         tmp_path):
     """The config's own dataset and 224 px pipeline read every picture
-    (and nothing else) into a 3 x 224 x 224 uint8 image with its mask."""
+    (and nothing else), also in nested folders, into a 3 x 224 x 224 uint8
+    image with its mask."""
     root, names = make_mixed_picture_folder(tmp_path / 'my_images')
+    make_image_folder(osp.join(root, 'a'), classes=('b', ), per_class=1,
+                      ext='png')  # a/b/000.png
+    names = sorted(names + [osp.join('a', 'b', '000.png')])
     cfg = Config.fromfile(FOLDER_CONFIG)
     cfg.merge_from_dict({KEY: root})
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         dataset = DATASETS.build(cfg.train_dataloader.dataset)
-        assert sorted(osp.basename(dataset.get_data_info(i)['img_path'])
-                      for i in range(len(dataset))) == names
+        paths = [osp.relpath(dataset.get_data_info(i)['img_path'], root)
+                 for i in range(len(dataset))]
+        assert sorted(paths) == names
         for i in range(len(dataset)):
             sample = dataset[(i, i)]  # (index, seed), as the sampler gives
             path = sample['data_samples'].img_path
-            assert osp.basename(path) == names[i]  # no file was skipped
+            assert osp.relpath(path, root) == paths[i]  # none skipped
             img = sample['inputs']
             assert img.shape == (3, 224, 224), (path, img.shape)
             assert img.dtype == torch.uint8, (path, img.dtype)
