@@ -1,6 +1,6 @@
 """Crop, resize (antialiased bicubic) and flip a batch of images of different
 sizes in a few batched operations."""
-from typing import List, Sequence
+from typing import List, Sequence, Union
 
 import torch
 
@@ -70,8 +70,10 @@ def resize_weights(lengths: torch.Tensor, out_size: int,
     return out.scatter_add_(2, index, weights.to(torch.float32))
 
 
-def batched_resized_crop(images: Sequence[torch.Tensor], boxes: torch.Tensor,
-                         flips: torch.Tensor, size: Sequence[int],
+def batched_resized_crop(images: Sequence[torch.Tensor],
+                         boxes: Union[torch.Tensor, Sequence[Sequence[int]]],
+                         flips: Union[torch.Tensor, Sequence[bool]],
+                         size: Sequence[int],
                          max_pixels: int = 1 << 26) -> torch.Tensor:
     """Crop ``boxes`` out of ``images``, resize them to ``size`` and flip
     the ``flips`` ones horizontally, as ``resized_crop`` + ``horizontal_flip``
