@@ -14,8 +14,12 @@ from ..config_errors import explain_config_errors
 from ..datasets.dataset_wrappers import dataset_levels
 from .checkpoint_fit import check_checkpoint_fits
 from .checkpoint_pointer import find_resume_checkpoint
+from .device_fallback import fallback_message, fit_to_device
 from .fatal_errors import log_fatal_errors
 
+# the file endings mmpretrain's CustomDataset takes by default
+_CUSTOM_DATASET_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp',
+                              '.pgm', '.tif')
 # the data loaders that each Runner method builds
 _DATALOADERS = dict(train=('train_dataloader', 'val_dataloader'),
                     test=('test_dataloader', ))
@@ -45,9 +49,34 @@ def dangling_links(folder: str):
                 yield path
 
 
+def folder_images(dataset: dict):
+    """The folder a folder dataset (mmpretrain's ``CustomDataset`` without
+    ``ann_file``, labelled or not) reads and the file name endings it
+    takes; None for any other dataset."""
+    if str(dataset.get('type')).split('.')[-1] != 'CustomDataset' or \
+            dataset.get('ann_file'):
+        return None
+    prefix = dataset.get('data_prefix') or ''
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img_path', '')
+    extensions = dataset.get('extensions', _CUSTOM_DATASET_EXTENSIONS)
+    return (osp.join(dataset['data_root'], prefix),
+            tuple(e.lower() for e in extensions))
+
+
+def holds_image(folder: str, extensions) -> bool:
+    """Whether a file ending in one of ``extensions`` (any case) lies
+    anywhere under ``folder`` (stops at the first one)."""
+    for _, _, file_names in os.walk(folder, followlinks=True):
+        if any(name.lower().endswith(extensions) for name in file_names):
+            return True
+    return False
+
+
 def check_data_paths(cfg: Config, method: str = 'train') -> None:
     """Fail before building anything when a dataset root that ``method``
-    ('train' or 'test') reads is missing, naming the config key and the
+    ('train' or 'test') reads is missing, or an image folder
+    (:func:`folder_images`) holds no image, naming the config key and the
     path. Testing needs no training data and vice versa. A folder dataset
     (no ``ann_file``) is scanned for dangling symbolic links, which the
     dataset would leave out without a word: a warning names them."""
@@ -65,6 +94,12 @@ def check_data_paths(cfg: Config, method: str = 'train') -> None:
                     f'{key}.data_root: dataset folder "{root}" does not exist '
                     '(set it with --cfg-options '
                     f'{key}.data_root=PATH)')
+            images = folder_images(dataset)
+            if images and not holds_image(*images):
+                raise FileNotFoundError(
+                    f'{key}.data_root: no image ({", ".join(images[1])}) '
+                    f'under "{images[0]}" (set the folder of your images '
+                    f'with --cfg-options {key}.data_root=PATH)')
             if not dataset.get('ann_file'):
                 links = sorted(dangling_links(root))
                 if links:
@@ -187,7 +222,8 @@ def resolve_checkpoint(runner, cfg: Config, method: str) -> None:
 
 
 def run(cfg: Config, method: str):
-    """Check the settings and data paths, set up CPU distribution, build
+    """Check the settings and data paths, set up CPU distribution, fit
+    the GPU-only settings to a machine without GPU (one warning), build
     the runner, resolve and check the checkpoint to resume from or load,
     and call ``runner.<method>()`` ('train' or 'test'), with config errors
     reported by key and any error that ends the run also written to the
@@ -197,8 +233,11 @@ def run(cfg: Config, method: str):
     check_settings(cfg, method)
     check_data_paths(cfg, method)
     started_group = setup_cpu_distributed(cfg, cfg.launcher)
+    changes = fit_to_device(cfg)
     with explain_config_errors(cfg):
         runner = build_runner(cfg)
+    if changes:  # after the build: into the run's log file, from rank 0
+        runner.logger.warning(fallback_message(changes))
     with log_fatal_errors(runner.logger), explain_config_errors(cfg):
         resolve_checkpoint(runner, cfg, method)
         result = getattr(runner, method)()

@@ -4,7 +4,8 @@ on ``sys.path``, so a test imports ``from helpers.<module> import ...``):
 - ``repo``: the repository root and running its tools (``run_tool`` in a
   subprocess, ``load_tool`` in this process, ``tool_env``, ``free_port``).
 - ``image_folder``: ``make_image_folder``, a tiny ImageNet-layout folder of
-  random pictures.
+  random pictures; ``make_mixed_picture_folder``, a flat folder of mixed
+  formats, sizes and colour modes.
 - ``classifier``: a tiny mmpretrain ViT classifier config and a complete
   training config around it (``tiny_vit_classifier_cfg``,
   ``tiny_classifier_train_cfg``), ``write_config``.
@@ -12,6 +13,15 @@ on ``sys.path``, so a test imports ``from helpers.<module> import ...``):
   data, and the Runner arguments for a tiny BootMAE run.
 - ``demo_pretrain``: the demo pretraining config shrunk to 32 px, run
   through ``tools/train.py`` (killable), and its checkpoints read back.
+- ``tiny_pretrain``: the production or custom-folder pretraining config
+  shrunk to a tiny BootMAE on 32 px pictures, GPU settings left as they are.
+- ``downstream``: the fine-tuning / linear-probing configs shrunk
+  (``tiny_cls_config``).
+- ``segmentation``: the segmentation config's segmentor shrunk, a tiny
+  BootMAE checkpoint for it, a generated ADE20K folder, the shrunk training
+  config (``tiny_seg_train_config``).
+- ``fake_cuda``: models and batches on a fake ``cuda:0`` (FakeTensorMode),
+  CUDA autocast without CUDA, module outputs recorded.
 - ``toy_runner``: a linear-regression model in a real Runner with the
   default runtime's hooks (also a script, to be killed mid-save).
 - ``reference_bootmae``: an independent re-implementation of the

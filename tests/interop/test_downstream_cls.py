@@ -19,6 +19,7 @@ from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.models.checkpoint_loading import load_bootmae_encoder
 from bootmae_mm.models.reference_mapping import bootmae_to_reference
 from helpers.bootmae import TINY_ARCH, tiny_bootmae_cfg
+from helpers.downstream import CLASSES, DEPTH, tiny_cls_config
 from helpers.image_folder import make_image_folder
 from helpers.repo import REPO_ROOT
 
@@ -26,8 +27,6 @@ FT_B = 'configs/finetune/bootmae_vit-b_ft-100e_in1k.py'
 FT_L = 'configs/finetune/bootmae_vit-l_ft-50e_in1k.py'
 LIN_B = 'configs/linear/bootmae_vit-b_linear-90e_in1k.py'
 LIN_L = 'configs/linear/bootmae_vit-l_linear-50e_in1k.py'
-CLASSES = ('ant', 'bee', 'cat')
-DEPTH = 2  # probed blocks of the 3-block tiny encoder
 PREFIX = dict(online='backbone.', target='target_encoder.')
 
 
@@ -60,46 +59,15 @@ def imagenet(tmp_path_factory):
     return str(root)
 
 
-def _tiny_pipeline(pipeline):
-    for t in pipeline:
-        if t['type'] == 'RandomResizedCrop':
-            t['scale'] = 32
-        elif t['type'] == 'ResizeEdge':
-            t['scale'] = 36
-        elif t['type'] == 'CenterCrop':
-            t['crop_size'] = 32
-
-
 def tiny_config(path, checkpoint, source='online', data_root=None,
                 work_dir=None):
-    """The config at ``path`` with a tiny encoder, 3 classes, 32 px and
-    CPU-friendly runtime settings; the checkpoint is set the way a user
-    does it (--cfg-options)."""
-    cfg = Config.fromfile(osp.join(REPO_ROOT, path))
-    cfg.merge_from_dict({'model.backbone.init_cfg.checkpoint': checkpoint,
-                         'model.backbone.init_cfg.source': source})
-    bb = cfg.model.backbone
-    bb.update(arch=copy.deepcopy(TINY_ARCH), img_size=32, patch_size=8)
-    if bb.type == 'BootMAEViTLinearProbe':
-        bb.depth = DEPTH
-        cfg.model.neck.input_features = 64
-    cfg.model.head.update(num_classes=len(CLASSES), in_channels=64)
-    cfg.data_preprocessor.num_classes = len(CLASSES)
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg[name]
-        loader.update(batch_size=4, num_workers=0, persistent_workers=False,
-                      pin_memory=False)
-        loader.dataset.update(data_root=data_root or '',
-                              metainfo=dict(classes=CLASSES))
-        _tiny_pipeline(loader.dataset.pipeline)
-    cfg.val_evaluator = cfg.test_evaluator = dict(type='Accuracy',
-                                                  topk=(1, 2))
+    """:func:`helpers.downstream.tiny_cls_config` in fp32 without pinned
+    memory, for a Runner built here (tools/train.py would fall back)."""
+    cfg = tiny_cls_config(path, checkpoint, source, data_root, work_dir)
     cfg.optim_wrapper.type = 'OptimWrapper'  # AMP needs a GPU
     cfg.optim_wrapper.pop('loss_scale', None)
-    cfg.train_cfg.max_epochs = 1
-    cfg.default_hooks.logger.interval = 1
-    cfg.log_level = 'WARNING'
-    cfg.work_dir = str(work_dir) if work_dir else None
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[name].pin_memory = False
     return cfg
 
 

@@ -3,7 +3,6 @@ loading into ``BootMAEViTSeg``, layer decay, and a tiny real training run."""
 import glob
 import importlib.util
 import json
-import os
 import os.path as osp
 
 import numpy as np
@@ -14,15 +13,20 @@ from mmengine.config import Config
 import bootmae_mm.segmentation  # noqa: F401  (registers BootMAEViTSeg)
 from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.models.utils import sincos_pos_embed
-from helpers.bootmae import tiny_bootmae_cfg
 from helpers.float_bounds import assert_rounding_close
 from helpers.repo import REPO_ROOT, load_tool
+from helpers.segmentation import (
+    ARCH,
+    PATCH,
+    make_ade20k,
+    save_bootmae_checkpoint,
+    tiny_model_overrides,
+    tiny_seg_train_config,
+)
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
                   'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
 CONFIG_MS = CONFIG.replace('.py', '_ms.py')
-ARCH = dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128)
-PATCH = 8
 
 
 @pytest.fixture(autouse=True)
@@ -35,45 +39,11 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_model_overrides(model, img_size=32, checkpoint=None):
-    """Shrink the config's segmentor in place: 64-wide 4-block encoder
-    (patch 8) tapped at every block, narrow heads, 64 px sliding window."""
-    model.backbone.update(arch=ARCH, img_size=img_size, patch_size=PATCH,
-                          out_indices=(0, 1, 2, 3))
-    model.backbone.init_cfg.checkpoint = checkpoint
-    model.data_preprocessor.size = (img_size, img_size)
-    model.data_preprocessor.test_cfg.size = (img_size, img_size)
-    model.neck.embed_dim = 64
-    model.decode_head.update(in_channels=[64] * 4, channels=16)
-    model.auxiliary_head.update(in_channels=64, channels=8)
-    model.test_cfg.update(crop_size=(64, 64), stride=(43, 43))
-    return model
-
-
 def build_segmentor(model_cfg):
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
     with DefaultScope.overwrite_default_scope('mmseg'):
         return MODELS.build(model_cfg)
-
-
-def save_bootmae_checkpoint(path, arch=ARCH, seed=0):
-    """A freshly built tiny BootMAE saved like a pretraining run does."""
-    from mmpretrain.registry import MODELS
-    torch.manual_seed(seed)
-    cfg = tiny_bootmae_cfg()
-    cfg['backbone'] = dict(cfg['backbone'], arch=arch)
-    cfg['pixel_decoder'] = dict(cfg['pixel_decoder'],
-                                in_dims=arch['embed_dims'])
-    cfg['feature_decoder'] = dict(cfg['feature_decoder'],
-                                  in_dims=arch['embed_dims'])
-    model = MODELS.build(cfg)
-    model.init_weights()
-    with torch.no_grad():  # make the online and target encoders differ
-        for p in model.backbone.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, str(path))
-    return model
 
 
 def tiny_backbone(img_size=32, checkpoint=None, source='online'):
@@ -425,34 +395,10 @@ def test_multi_scale_views_keep_the_short_side_at_least_512(tmp_path):
     assert all(s.ori_shape == (512, 683) for s in out['data_samples'])
 
 
-def make_ade20k(root, n_train=4, n_val=2, size=64, seed=0):
-    """ADE20K layout: images/{training,validation}/*.jpg and
-    annotations/{training,validation}/*.png label maps (0 = ignore, 1..150;
-    reduce_zero_label maps them to 255, 0..149)."""
-    import cv2
-    rng = np.random.default_rng(seed)
-    for split, n in (('training', n_train), ('validation', n_val)):
-        os.makedirs(osp.join(root, 'images', split))
-        os.makedirs(osp.join(root, 'annotations', split))
-        for i in range(n):
-            label = np.zeros((size, size), np.uint8)
-            label[:, size // 2:] = 1
-            label[size // 2:, :] = 2
-            label[:4] = 0
-            img = rng.integers(0, 50, (size, size, 3)).astype(np.uint8)
-            img[label == 2] += 150  # learnable: class 2 is bright
-            name = f'ADE_{split}_{i:08d}'
-            assert cv2.imwrite(osp.join(root, 'images', split,
-                                        name + '.jpg'), img)
-            assert cv2.imwrite(osp.join(root, 'annotations', split,
-                                        name + '.png'), label)
-    return str(root)
-
-
 def test_tiny_upernet_trains_and_reports_miou(tmp_path):
     """tools/train.py on the real config (shrunk): a BootMAE checkpoint is
-    loaded, UperNet trains a few iterations with layer decay (fp32: AMP
-    needs an accelerator) and is
+    loaded, UperNet trains a few iterations with layer decay (the config's
+    AMP falls back to fp32 without an accelerator) and is
     evaluated with mmseg's ADE20KDataset and IoUMetric."""
     import mmcv
     assert not importlib.util.find_spec('mmcv._ext'), \
@@ -462,38 +408,7 @@ def test_tiny_upernet_trains_and_reports_miou(tmp_path):
     ckpt = tmp_path / 'bootmae.pth'
     save_bootmae_checkpoint(ckpt)
 
-    cfg = Config.fromfile(CONFIG)
-    tiny_model_overrides(cfg.model, img_size=64, checkpoint=str(ckpt))
-    cfg.optim_wrapper.paramwise_cfg.num_layers = ARCH['num_layers']
-    # mmengine's AmpOptimWrapper needs an accelerator: plain fp32 on CPU
-    cfg.optim_wrapper.type = 'OptimWrapper'
-    cfg.optim_wrapper.pop('loss_scale')
-    crop = (64, 64)
-    train_pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations', reduce_zero_label=True),
-        dict(type='RandomResize', scale=(256, 64), ratio_range=(1.0, 1.5),
-             keep_ratio=True),
-        dict(type='RandomCrop', crop_size=crop, cat_max_ratio=0.75),
-        dict(type='RandomFlip', prob=0.5),
-        dict(type='PhotoMetricDistortion'),
-        dict(type='PackSegInputs')]
-    test_pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale=(256, 64), keep_ratio=True),
-        dict(type='LoadAnnotations', reduce_zero_label=True),
-        dict(type='PackSegInputs')]
-    for key, pipeline in (('train_dataloader', train_pipeline),
-                          ('val_dataloader', test_pipeline),
-                          ('test_dataloader', test_pipeline)):
-        cfg[key].update(num_workers=0, persistent_workers=False)
-        cfg[key].dataset.update(data_root=data_root, pipeline=pipeline)
-    cfg.train_cfg.update(max_iters=4, val_interval=4)
-    cfg.param_scheduler[0].end = 2
-    cfg.param_scheduler[1].update(begin=2, end=4)
-    cfg.default_hooks.checkpoint.interval = 4
-    cfg.default_hooks.logger.interval = 1
-    cfg.env_cfg.cudnn_benchmark = False
+    cfg = tiny_seg_train_config(CONFIG, data_root, str(ckpt), max_iters=4)
     cfg_path = str(tmp_path / 'tiny_seg.py')
     cfg.dump(cfg_path)
 

@@ -1,6 +1,6 @@
 """Crop, resize (antialiased bicubic) and flip a batch of images of different
 sizes in a few batched operations."""
-from typing import List, Sequence
+from typing import List, Sequence, Union
 
 import torch
 
@@ -70,8 +70,10 @@ def resize_weights(lengths: torch.Tensor, out_size: int,
     return out.scatter_add_(2, index, weights.to(torch.float32))
 
 
-def batched_resized_crop(images: Sequence[torch.Tensor], boxes: torch.Tensor,
-                         flips: torch.Tensor, size: Sequence[int],
+def batched_resized_crop(images: Sequence[torch.Tensor],
+                         boxes: Union[torch.Tensor, Sequence[Sequence[int]]],
+                         flips: Union[torch.Tensor, Sequence[bool]],
+                         size: Sequence[int],
                          max_pixels: int = 1 << 26) -> torch.Tensor:
     """Crop ``boxes`` out of ``images``, resize them to ``size`` and flip
     the ``flips`` ones horizontally, as ``resized_crop`` + ``horizontal_flip``
@@ -94,8 +96,9 @@ def batched_resized_crop(images: Sequence[torch.Tensor], boxes: torch.Tensor,
     Args:
         images (Sequence[Tensor]): ``(C, H_i, W_i)`` uint8 images on one
             device.
-        boxes (Tensor): ``(B, 4)`` int64 ``(top, left, height, width)``.
-        flips (Tensor): ``(B,)`` bool, flip horizontally.
+        boxes (Tensor | Sequence): ``(B, 4)`` int64 ``(top, left, height,
+            width)``, or B such 4-tuples of ints (read on the host).
+        flips (Tensor | Sequence[bool]): ``(B,)`` bool, flip horizontally.
         size (Sequence[int]): Output ``(H, W)``.
         max_pixels (int): Pixel budget per group (per channel).
             Defaults to 2**26.
@@ -106,7 +109,12 @@ def batched_resized_crop(images: Sequence[torch.Tensor], boxes: torch.Tensor,
     device = images[0].device
     out_h, out_w = size
     channels = images[0].shape[0]
-    boxes_host = boxes.cpu().tolist() if boxes.is_cuda else boxes.tolist()
+    # the grouping and slicing read the boxes on the host: given as lists
+    # (as the data preprocessor has them), they need no read-back
+    boxes_host = boxes.tolist() if isinstance(boxes, torch.Tensor) else [
+        [int(v) for v in box] for box in boxes]
+    if not isinstance(flips, torch.Tensor):
+        flips = torch.tensor([bool(f) for f in flips])
     num = len(images)
     if num * max(b[2] for b in boxes_host) * max(
             b[3] for b in boxes_host) <= max_pixels:
@@ -125,7 +133,7 @@ def batched_resized_crop(images: Sequence[torch.Tensor], boxes: torch.Tensor,
         else:
             groups.append([i])
             group_h, group_w = h, w
-    boxes = _to_device(boxes, device)
+    boxes = _to_device(torch.tensor(boxes_host, dtype=torch.int64), device)
     flips = _to_device(flips, device)
     out = None
     for group in groups:

@@ -127,7 +127,8 @@ class GPUDecodeDataPreprocessor(SelfSupDataPreprocessor):
         source = self._replace_bad(images, names, errors)
         boxes, flips = self._boxes(images, data_samples, names)
         if source is not None:
-            boxes, flips = boxes[source], flips[source]
+            boxes = [boxes[j] for j in source]
+            flips = [flips[j] for j in source]
             images = [images[j] for j in source]
             if data_samples is not None:
                 data_samples = [data_samples[j].clone() for j in source]
@@ -187,22 +188,21 @@ class GPUDecodeDataPreprocessor(SelfSupDataPreprocessor):
 
     def _boxes(self, images: List[Optional[torch.Tensor]],
                data_samples: Optional[list],
-               names: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``(B, 4)`` crop boxes and ``(B,)`` flips (CPU tensors): the
-        pipeline's when every sample has them, else drawn here."""
+               names: List[str]) -> Tuple[List[List[int]], List[bool]]:
+        """The crop boxes ``(top, left, height, width)`` and flips of the
+        batch, as host lists: the pipeline's when every sample has them,
+        else drawn here."""
         metas = [getattr(ds, 'metainfo', {}) for ds in data_samples or []]
         if metas and all('crop_box' in m for m in metas):
-            boxes = torch.tensor([list(m['crop_box']) for m in metas],
-                                 dtype=torch.int64)
-            flips = torch.tensor([bool(m.get('flip', False)) for m in metas])
-            for img, box, name in zip(images, boxes.tolist(), names):
+            boxes = [[int(v) for v in m['crop_box']] for m in metas]
+            for img, box, name in zip(images, boxes, names):
                 if img is not None and (box[0] + box[2] > img.shape[1]
                                         or box[1] + box[3] > img.shape[2]):
                     raise ValueError(
                         f'GPUDecodeDataPreprocessor: crop_box {box} lies '
                         f'outside the decoded {tuple(img.shape[1:])} image '
                         f'{name}')
-            return boxes, flips
+            return boxes, [bool(m.get('flip', False)) for m in metas]
         shapes = [(1, 1) if img is None else tuple(img.shape[1:])
                   for img in images]
         boxes = sample_crop_boxes(
@@ -210,7 +210,7 @@ class GPUDecodeDataPreprocessor(SelfSupDataPreprocessor):
             self.ratio,
             lambda shape: torch.rand(shape, dtype=torch.float64).numpy())
         flips = torch.rand(len(images)) < self.flip_prob
-        return torch.from_numpy(boxes), flips
+        return boxes.tolist(), flips.tolist()
 
     def _decode(
         self, inputs: List[torch.Tensor], names: List[str]
