@@ -10,6 +10,8 @@ embedding), ``BEiTViT`` (BEiT, CAE), ``RevVisionTransformer`` and ``HiViT``
 (MAE-HiViT, iTPN). README "Mixing with mmpretrain" has the table.
 """
 import copy
+import inspect
+import re
 from typing import Optional
 
 import torch
@@ -18,6 +20,7 @@ from mmpretrain.models import (
     TNT,
     BEiTViT,
     Conformer,
+    DeiT3,
     HiViT,
     LeViT,
     MixMIMTransformer,
@@ -79,6 +82,18 @@ class SharedBiasEncoderMixin(VisibleTokenEncoderMixin):
     a shared table into every block when it loads such a checkpoint
     (fine-tuning).
     """
+
+    def __init__(self, *args, **kwargs):
+        default = inspect.signature(self.stock_class).parameters.get(
+            'layer_scale_init_value')
+        scale = kwargs.get('layer_scale_init_value',
+                           default.default if default else 0)
+        if scale is None:
+            raise ValueError(
+                f'model.backbone.layer_scale_init_value=None (the default of '
+                f'{type(self).__name__}) fails in BEiT\'s blocks; set '
+                f'layer_scale_init_value=0.1 (as CAE\'s configs do) or 0.')
+        super().__init__(*args, **kwargs)
 
     def _check_structure(self) -> None:
         super()._check_structure()
@@ -170,6 +185,10 @@ NOT_ENCODERS = {
     'merging between stages) with no cls token',
 }
 
+#: parameters that a stock block never runs: mmpretrain 1.2's DeiT-III
+#: block normalizes both of its branches with ``ln1``
+NEVER_RUN = {DeiT3: r'layers\.\d+\.ln2\.'}
+
 _ADAPTED = {}
 
 
@@ -180,8 +199,11 @@ class _InsideBootMAE:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        never_run = [NEVER_RUN[c] for c in type(self).__mro__
+                     if c in NEVER_RUN]
         for name, param in self.named_parameters():
-            if name.split('.')[0] not in self.encoder_parts:
+            if name.split('.')[0] not in self.encoder_parts or any(
+                    re.match(pattern, name) for pattern in never_run):
                 param.requires_grad = False
 
 
@@ -203,7 +225,8 @@ def adapted_class(cls: type, key: str = 'model.backbone') -> type:
                 _ADAPTED[cls] = type(
                     cls.__name__, (_InsideBootMAE, FAMILIES[base], cls),
                     dict(__doc__=f'mmpretrain\'s ``{cls.__name__}`` as a '
-                         f'BootMAE encoder ({FAMILIES[base].__name__}).'))
+                         f'BootMAE encoder ({FAMILIES[base].__name__}).',
+                         __module__=__name__, stock_class=cls))
             return _ADAPTED[cls]
     names = ', '.join(c.__name__ for c in FAMILIES)
     raise TypeError(

@@ -1,0 +1,268 @@
+"""Every ViT-family backbone of mmpretrain 1.2 as a BootMAE encoder (README
+"Mixing with mmpretrain", one row each): ``configs/bootmae_vit-b_800e.py``
+with only ``model.backbone`` changed builds and steps at full size on the
+meta device; with a tiny arch and real numbers it takes a loss, a backward
+and a momentum update, and its saved encoder loads strictly into the stock
+class and into the classifier of mmpretrain's own fine-tuning config.
+The ViT-family classes that cannot be an encoder are refused with why."""
+import copy
+import os.path as osp
+import re
+
+import mmpretrain
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
+from mmpretrain.registry import MODELS
+
+import bootmae_mm  # noqa: F401
+from helpers.bootmae import data_samples_with_masks, random_patch_mask
+from helpers.repo import REPO_ROOT
+
+B_CONFIG = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
+MMPRETRAIN_CONFIGS = osp.join(osp.dirname(mmpretrain.__file__), '.mim',
+                              'configs')
+VIT = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
+# main stage deeper than the stem: stock HiViT applies out_indices to both
+HIVIT = dict(embed_dims=48, depths=[1, 1, 7], num_heads=3)
+BEIT_SHARED = dict(use_rel_pos_bias=False, use_shared_rel_pos_bias=True)
+REV_KEYS = dict(with_cls_token=True, fusion_mode='avg')
+MAE_FT = 'mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py'
+HIVIT_FT = 'hivit/hivit-base-p16_16xb64_in1k.py'
+
+# name: (keys the BootMAE config needs besides the type, tiny arch,
+#        mmpretrain's fine-tuning config, keys the fine-tuning backbone
+#        needs, pattern of the fine-tuning backbone's keys that are new)
+ROWS = {
+    'VisionTransformer': ({}, VIT, MAE_FT, {}, None),
+    'DistilledVisionTransformer': (
+        {}, VIT, 'deit/deit-base-distilled_16xb64_in1k.py', {}, None),
+    'DeiT3': ({}, VIT, 'deit3/deit3-base-p16_64xb64_in1k.py', {}, None),
+    'MAEViT': ({}, VIT, MAE_FT, {}, None),
+    'MFFViT': (
+        {}, VIT, 'mff/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py',
+        {}, None),
+    'MILANViT': (
+        {}, VIT, 'milan/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py',
+        {}, None),
+    'MaskFeatViT': (
+        {}, VIT,
+        'maskfeat/benchmarks/vit-base-p16_8xb256-coslr-100e_in1k.py', {},
+        None),
+    'MoCoV3ViT': (
+        {}, VIT, 'mocov3/benchmarks/vit-base-p16_8xb64-coslr-150e_in1k.py',
+        {}, None),
+    'ViTEVA02': (dict(sub_ln=True), VIT, 'eva02/eva02-base-p14_in1k.py', {},
+                 None),
+    # BEiT's fine-tuning: a bias per block, copied from the shared table
+    'BEiTViT': (
+        BEIT_SHARED, VIT,
+        'beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py', {},
+        r'relative_position_index'),
+    'BEiTPretrainViT': (
+        {}, VIT, 'beitv2/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py',
+        {}, r'relative_position_index'),
+    # CAE pretrains without a relative bias: the fine-tuning tables are new
+    'CAEPretrainViT': (
+        dict(layer_scale_init_value=0.1), VIT,
+        'cae/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py',
+        {}, r'relative_position_(bias_table|index)'),
+    'RevVisionTransformer': (REV_KEYS, VIT,
+                             'revvit/revvit-base_8xb256_in1k.py',
+                             dict(with_cls_token=True), None),
+    # HiViT's fine-tuning config adds a relative bias per block (rpe=True)
+    'HiViT': ({}, HIVIT, HIVIT_FT, {}, r'relative_position'),
+    'MAEHiViT': ({}, HIVIT, HIVIT_FT, {}, r'relative_position'),
+    'iTPNHiViT': ({}, HIVIT, HIVIT_FT, {}, r'relative_position'),
+}
+
+
+def bootmae_cfg(backbone):
+    model = copy.deepcopy(Config.fromfile(B_CONFIG).model)
+    model.backbone = backbone
+    return model
+
+
+def tiny_backbone(name):
+    keys, arch = ROWS[name][:2]
+    return dict(type=name, arch=arch, img_size=32, patch_size=8, **keys)
+
+
+@pytest.mark.parametrize('name', list(ROWS))
+def test_backbone_pretrains_from_the_vit_b_config_at_full_size_on_meta(name):
+    """The README's command: the ViT-B config, only ``model.backbone.type``
+    changed (and the keys of the row), full size, shapes only."""
+    model_cfg = copy.deepcopy(Config.fromfile(B_CONFIG).model)
+    model_cfg.backbone.type = name
+    model_cfg.backbone.update(ROWS[name][0])
+    if 'HiViT' in name:  # draws its drop-path rates with .item()
+        model = MODELS.build(model_cfg).to('meta')
+    with torch.device('meta'):
+        if 'HiViT' not in name:
+            model = MODELS.build(model_cfg)
+        losses = model._losses(torch.randn(2, 3, 224, 224),
+                               torch.zeros(2, 14, 14, dtype=torch.bool), 49)
+        (losses['loss_pixel'] + losses['loss_feature']).backward()
+    assert isinstance(model.backbone, MODELS.get(name))
+    assert model.backbone.patch_embed.proj.weight.grad is not None \
+        if 'HiViT' in name else \
+        model.backbone.patch_embed.projection.weight.grad is not None
+    width = model.backbone.embed_dims
+    assert model.feature_decoder.decoder_pred.out_features == width
+
+
+@pytest.mark.parametrize('name', list(ROWS))
+def test_backbone_pretrains_loads_into_stock_and_fine_tunes(name, tmp_path):
+    torch.manual_seed(0)
+    model_cfg = bootmae_cfg(tiny_backbone(name))
+    model_cfg.update(data_preprocessor=None, num_masking_patches=12)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.randn(2, 3, 32, 32, generator=g)
+    masks = torch.stack([random_patch_mask(g) for _ in range(2)])
+    losses = model.loss(imgs, data_samples_with_masks(masks))
+    total = losses['loss_pixel'] + losses['loss_feature']
+    assert torch.isfinite(total)
+    total.backward()
+    online = dict(model.backbone.named_parameters())
+    trained = [k for k, p in online.items() if p.requires_grad]
+    # every trained tensor gets a gradient (what runs is what trains)
+    assert all(online[k].grad is not None for k in trained), [
+        k for k in trained if online[k].grad is None]
+
+    # one SGD step, then the EMA update of the momentum target
+    target = dict(model.target_encoder.named_buffers())
+    key = [k for k in trained if k.endswith('qkv.weight')][-1]
+    torch.testing.assert_close(target[key], online[key].detach(),
+                               rtol=0, atol=0)
+    torch.optim.SGD([online[k] for k in trained], lr=1.).step()
+    before = target[key].clone()
+    assert not torch.equal(before, online[key])
+    model.update_target(0.9)
+    torch.testing.assert_close(target[key],
+                               0.9 * before + 0.1 * online[key].detach())
+
+    # save; the encoder loads strictly into the stock class
+    ckpt = tmp_path / 'pretrain.pth'
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    state = _load_checkpoint_with_prefix('backbone.', str(ckpt))
+    stock = MODELS.build(tiny_backbone(name))
+    assert type(stock) is MODELS.get(name)
+    stock.load_state_dict(state, strict=True)
+    ours = model.backbone.state_dict()
+    assert stock.state_dict().keys() == ours.keys()
+    for k, v in stock.state_dict().items():
+        assert torch.equal(v, ours[k]), k
+
+    # mmpretrain's own fine-tuning config, at the tiny size
+    ft_path, ft_keys, new_keys = ROWS[name][2:]
+    ft = Config.fromfile(osp.join(MMPRETRAIN_CONFIGS, ft_path)).model
+    ft.backbone.update(arch=ROWS[name][1], img_size=32, patch_size=8,
+                       init_cfg=None, **ft_keys)
+    ft.head.update(num_classes=5, in_channels=None)
+    ft.head.in_channels = 2 * 48 if name == 'RevVisionTransformer' else 48
+    ft.pop('train_cfg', None)
+    classifier = MODELS.build(ft)
+    missing, _ = classifier.backbone.load_state_dict(state, strict=False)
+    # what the fine-tuning backbone has beyond the pretrained encoder: its
+    # new norm of the pooled tokens, and the named relative position parts
+    new = re.compile(r'^ln2\.' + (f'|{new_keys}' if new_keys else ''))
+    assert all(new.search(k) for k in missing), missing
+    loaded = classifier.backbone.state_dict()
+    for k in set(loaded) & set(state):
+        if 'relative_position_bias_table' not in k:
+            assert torch.equal(loaded[k], state[k]), k
+    classifier.eval()
+    with torch.no_grad():
+        logits = classifier(imgs, mode='tensor')
+    assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize('name', ['VisionTransformer', 'DeiT3', 'ViTEVA02',
+                                  'BEiTViT', 'RevVisionTransformer', 'HiViT'])
+def test_masked_patches_do_not_reach_the_encoder(name):
+    """The visible tokens' outputs do not change when the masked patches'
+    pixels do (HiViT: masked at the 16 x 16 token level, before its stem)
+    and, all patches kept, the masked path is the full-grid path."""
+    torch.manual_seed(0)
+    model = MODELS.build(bootmae_cfg(tiny_backbone(name)))
+    encoder = model.backbone
+    encoder.eval()
+    g = torch.Generator().manual_seed(2)
+    imgs = torch.randn(2, 3, 32, 32, generator=g)
+    masks = torch.stack([random_patch_mask(g) for _ in range(2)])
+    pixel_mask = masks.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    other = torch.where(pixel_mask.bool()[:, None],
+                        torch.randn(imgs.shape, generator=g), imgs)
+    with torch.no_grad():
+        out = encoder(imgs, masks, 4)
+        torch.testing.assert_close(encoder(other, masks, 4), out)
+        assert out.high_level.shape == (2, 5, 48)
+        full = encoder.encode(imgs)
+        kept_all = encoder(imgs, torch.zeros_like(masks))
+    for a, b in zip(full, kept_all):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(encoder.encode(other).high_level,
+                              full.high_level)
+
+
+def test_eva02_rotates_each_visible_token_by_its_own_position():
+    """The rotary embedding of the visible tokens (indices ``ids``) is the
+    full grid's, kept at those tokens; the target encoder rotates the full
+    grid as the stock class does."""
+    torch.manual_seed(0)
+    model = MODELS.build(bootmae_cfg(tiny_backbone('ViTEVA02')))
+    rope = model.backbone.rope
+    assert model.backbone.layers[0].attn.rope is rope
+    q = torch.randn(2, 3, 16, 16)
+    ids = torch.tensor([[1, 4, 6, 15], [0, 2, 3, 9]])
+    full = rope(q, (4, 4))
+    kept = torch.stack([full[b][:, ids[b]] for b in range(2)])
+    visible = torch.stack([q[b][:, ids[b]] for b in range(2)])
+    torch.testing.assert_close(rope(visible, ids), kept)
+    stock = MODELS.build(tiny_backbone('ViTEVA02')).rope
+    stock.load_state_dict(rope.state_dict())
+    torch.testing.assert_close(stock(q, (4, 4)), full, rtol=0, atol=0)
+    assert model.target_encoder.layers[1].attn.rope is \
+        model.target_encoder.rope
+
+
+@pytest.mark.parametrize('backbone,words', [
+    (dict(type='BEiTViT'), 'model.backbone.use_rel_pos_bias=True '
+     "(BEiTViT's default)"),
+    (dict(type='RevVisionTransformer'), "model.backbone.with_cls_token=False"
+     ", fusion_mode='concat'"),
+    (dict(type='RevVisionTransformer', with_cls_token=True),
+     "set fusion_mode='avg'"),
+    (dict(type='HiViT', rpe=True), 'model.backbone.rpe=True'),
+    (dict(type='CAEPretrainViT'), 'set layer_scale_init_value=0.1'),
+    (dict(type='ViTEVA02', with_cls_token=False, out_type='avg_featmap'),
+     'set with_cls_token=True'),
+])
+def test_defaults_that_cannot_work_name_the_key_and_the_value(backbone,
+                                                              words):
+    arch = HIVIT if 'HiViT' in backbone['type'] else VIT
+    cfg = dict(backbone, arch=arch, img_size=32, patch_size=8)
+    with pytest.raises(ValueError) as err:
+        MODELS.build(bootmae_cfg(cfg))
+    assert words in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize('name,why', [
+    ('ViTSAM', 'windowed attention'),
+    ('T2T_ViT', 'overlapping soft splits'),
+    ('TNT', 'pixel tokens'),
+    ('XCiT', 'convolution over the 2-D grid'),
+    ('Conformer', 'convolution branch'),
+    ('LeViT', 'hierarchical'),
+    ('MixMIMTransformer', 'window attention'),
+    ('MixMIMPretrainTransformer', 'window attention'),
+])
+def test_a_vit_family_backbone_that_cannot_be_an_encoder_says_why(name, why):
+    with pytest.raises(TypeError) as err:
+        MODELS.build(bootmae_cfg(dict(type=name)))
+    message = str(err.value)
+    assert f'model.backbone.type={name}: cannot be a BootMAE encoder' in \
+        message and why in message, message
