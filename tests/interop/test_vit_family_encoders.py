@@ -6,6 +6,7 @@ and a momentum update, and its saved encoder loads strictly into the stock
 class and into the classifier of mmpretrain's own fine-tuning config.
 The ViT-family classes that cannot be an encoder are refused with why."""
 import copy
+import functools
 import os.path as osp
 import re
 
@@ -78,9 +79,16 @@ ROWS = {
 }
 
 
-def bootmae_cfg(backbone):
-    model = copy.deepcopy(Config.fromfile(B_CONFIG).model)
-    model.backbone = backbone
+@functools.lru_cache(maxsize=1)
+def _b_model_cfg():
+    return Config.fromfile(B_CONFIG).model
+
+
+def bootmae_cfg(backbone=None):
+    """The ViT-B config's model, ``backbone`` replacing its backbone."""
+    model = copy.deepcopy(_b_model_cfg())
+    if backbone is not None:
+        model.backbone = backbone
     return model
 
 
@@ -93,7 +101,7 @@ def tiny_backbone(name):
 def test_backbone_pretrains_from_the_vit_b_config_at_full_size_on_meta(name):
     """The README's command: the ViT-B config, only ``model.backbone.type``
     changed (and the keys of the row), full size, shapes only."""
-    model_cfg = copy.deepcopy(Config.fromfile(B_CONFIG).model)
+    model_cfg = bootmae_cfg()
     model_cfg.backbone.type = name
     model_cfg.backbone.update(ROWS[name][0])
     if 'HiViT' in name:  # draws its drop-path rates with .item()
