@@ -43,12 +43,16 @@ class RotaryEncoderMixin(VisibleTokenEncoderMixin):
     token's query and key by that token's own grid position (the target
     encoder: the full grid)."""
 
-    def _check_structure(self) -> None:
-        super()._check_structure()
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # the module shared by every block, its buffers and names kept
         self.rope.__class__ = _rope_at_positions(type(self.rope))
 
     def _block_args(self, ids: Optional[torch.Tensor]) -> tuple:
         return (self.patch_resolution if ids is None else ids, )
+
+
+_ROPES = {}
 
 
 def _rope_at_positions(rope_cls: type) -> type:
@@ -66,9 +70,6 @@ def _rope_at_positions(rope_cls: type) -> type:
 
     return _ROPES.setdefault(rope_cls, type(
         rope_cls.__name__, (rope_cls, ), dict(forward=forward)))
-
-
-_ROPES = {}
 
 
 class SharedBiasEncoderMixin(VisibleTokenEncoderMixin):
