@@ -237,6 +237,36 @@ def test_eva02_rotates_each_visible_token_by_its_own_position():
         model.target_encoder.rope
 
 
+def test_eva02_encoder_gives_the_visible_tokens_their_grid_positions():
+    """End to end: each image's visible tokens through the stock blocks, with
+    the stock rotary module holding the rotations of exactly their grid
+    positions, give the encoder's output."""
+    from mmpretrain.models.utils import RotaryEmbeddingFast
+    torch.manual_seed(0)
+    model = MODELS.build(bootmae_cfg(tiny_backbone('ViTEVA02')))
+    encoder = model.backbone
+    encoder.eval()
+    g = torch.Generator().manual_seed(3)
+    imgs = torch.randn(2, 3, 32, 32, generator=g)
+    masks = torch.stack([random_patch_mask(g) for _ in range(2)])
+    with torch.no_grad():
+        out = encoder(imgs, masks, 4)
+        for b in range(2):
+            visible = torch.nonzero(masks[b].flatten() == 0).flatten()
+            reference = copy.deepcopy(encoder)
+            reference.rope.__class__ = RotaryEmbeddingFast  # stock forward
+            for name in ('freqs_cos', 'freqs_sin'):
+                setattr(reference.rope, name,
+                        getattr(encoder.rope, name)[visible])
+            x, _ = reference.patch_embed(imgs[b:b + 1])
+            x = x[:, visible] + reference.pos_embed[:, 1:][:, visible]
+            cls = reference.cls_token + reference.pos_embed[:, :1]
+            x = reference.pre_norm(torch.cat((cls, x), dim=1))
+            for layer in reference.layers:
+                x = layer(x, reference.patch_resolution)
+            torch.testing.assert_close(out.high_level[b:b + 1], x)
+
+
 @pytest.mark.parametrize('backbone,words', [
     (dict(type='BEiTViT'), 'model.backbone.use_rel_pos_bias=True '
      "(BEiTViT's default)"),
