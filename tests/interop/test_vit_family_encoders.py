@@ -27,7 +27,6 @@ MMPRETRAIN_CONFIGS = osp.join(osp.dirname(mmpretrain.__file__), '.mim',
 VIT = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
 # main stage deeper than the stem: stock HiViT applies out_indices to both
 HIVIT = dict(embed_dims=48, depths=[1, 1, 7], num_heads=3)
-BEIT_SHARED = dict(use_rel_pos_bias=False, use_shared_rel_pos_bias=True)
 REV_KEYS = dict(with_cls_token=True, fusion_mode='avg')
 MAE_FT = 'mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py'
 HIVIT_FT = 'hivit/hivit-base-p16_16xb64_in1k.py'
@@ -56,11 +55,12 @@ ROWS = {
         {}, None),
     'ViTEVA02': (dict(sub_ln=True), VIT, 'eva02/eva02-base-p14_in1k.py', {},
                  None),
-    # BEiT's fine-tuning: a bias per block, copied from the shared table
+    # its default, a bias per block, as BEiT fine-tunes
     'BEiTViT': (
-        BEIT_SHARED, VIT,
-        'beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py', {},
-        r'relative_position_index'),
+        {}, VIT, 'beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py',
+        {}, None),
+    # BEiT's pretraining: a bias shared by the blocks, which the
+    # fine-tuning config copies into each block
     'BEiTPretrainViT': (
         {}, VIT, 'beitv2/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py',
         {}, r'relative_position_index'),
@@ -267,9 +267,53 @@ def test_eva02_encoder_gives_the_visible_tokens_their_grid_positions():
             torch.testing.assert_close(out.high_level[b:b + 1], x)
 
 
+def test_beit_bias_per_block_follows_the_visible_patches():
+    """BEiTViT's default, a relative position bias per block: each image's
+    kept tokens get each block's bias between exactly their own positions
+    (compared with the stock blocks given that bias, one image at a
+    time)."""
+    from mmpretrain.models.utils import BEiTAttention
+    torch.manual_seed(0)
+    model = MODELS.build(bootmae_cfg(tiny_backbone('BEiTViT')))
+    encoder = model.backbone
+    assert encoder.rel_pos_bias is None
+    with torch.no_grad():  # biases that matter
+        for layer in encoder.layers:
+            layer.attn.relative_position_bias_table.normal_()
+    model.copy_online_to_target()
+    encoder.eval()
+    g = torch.Generator().manual_seed(4)
+    imgs = torch.randn(2, 3, 32, 32, generator=g)
+    masks = torch.stack([random_patch_mask(g) for _ in range(2)])
+    with torch.no_grad():
+        out = encoder(imgs, masks, 4)
+        for b in range(2):
+            visible = torch.nonzero(masks[b].flatten() == 0).flatten()
+            keep = torch.cat((torch.zeros(1, dtype=torch.long),
+                              visible + 1))
+            x, _ = encoder.patch_embed(imgs[b:b + 1])
+            assert encoder.pos_embed is None  # BEiTViT's default
+            x = torch.cat((encoder.cls_token, x), dim=1)[:, keep]
+            for layer in encoder.layers:
+                attn = layer.attn
+                table = attn.relative_position_bias_table[
+                    attn.relative_position_index].permute(2, 0, 1)
+                stock = copy.deepcopy(layer)
+                stock.attn.__class__ = BEiTAttention
+                stock.attn.relative_position_bias_table = None
+                x = stock(x, table[:, keep][:, :, keep])
+            torch.testing.assert_close(out.high_level[b:b + 1], x)
+        # the momentum target, on the full grid, is the stock forward
+        full = model.target_encoder.encode(imgs).high_level
+    stock = MODELS.build(dict(tiny_backbone('BEiTViT'), out_type='raw',
+                              final_norm=False))
+    stock.load_state_dict(encoder.state_dict(), strict=False)
+    stock.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(full, stock(imgs)[0])
+
+
 @pytest.mark.parametrize('backbone,words', [
-    (dict(type='BEiTViT'), 'model.backbone.use_rel_pos_bias=True '
-     "(BEiTViT's default)"),
     (dict(type='RevVisionTransformer'), "model.backbone.with_cls_token=False"
      ", fusion_mode='concat'"),
     (dict(type='RevVisionTransformer', with_cls_token=True),

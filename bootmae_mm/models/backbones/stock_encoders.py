@@ -15,6 +15,7 @@ import re
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmpretrain.models import (
     TNT,
@@ -72,17 +73,11 @@ def _rope_at_positions(rope_cls: type) -> type:
         rope_cls.__name__, (rope_cls, ), dict(forward=forward)))
 
 
-class SharedBiasEncoderMixin(VisibleTokenEncoderMixin):
-    """``BEiTViT`` with a relative position bias shared by all blocks
-    (``use_shared_rel_pos_bias=True``, as BEiT pretrains) or none: each
-    block gets the bias between the kept tokens.
-
-    A bias per block (``use_rel_pos_bias=True``, BEiTViT's default) is
-    computed inside the block for every patch and cannot follow the visible
-    patches: refused. mmpretrain's ``BEiTViT(use_rel_pos_bias=True)`` copies
-    a shared table into every block when it loads such a checkpoint
-    (fine-tuning).
-    """
+class RelativeBiasEncoderMixin(VisibleTokenEncoderMixin):
+    """``BEiTViT``: its relative position bias, shared by all blocks
+    (``use_shared_rel_pos_bias=True``, as BEiT pretrains) or one per block
+    (``use_rel_pos_bias=True``, BEiTViT's default), is read between the
+    kept tokens' grid positions (the target encoder: the full grid)."""
 
     def __init__(self, *args, **kwargs):
         default = inspect.signature(self.stock_class).parameters.get(
@@ -95,27 +90,55 @@ class SharedBiasEncoderMixin(VisibleTokenEncoderMixin):
                 f'{type(self).__name__}) fails in BEiT\'s blocks; set '
                 f'layer_scale_init_value=0.1 (as CAE\'s configs do) or 0.')
         super().__init__(*args, **kwargs)
-
-    def _check_structure(self) -> None:
-        super()._check_structure()
-        if any(layer.attn.relative_position_bias_table is not None
-               for layer in self.layers):
-            raise ValueError(
-                'model.backbone.use_rel_pos_bias=True (BEiTViT\'s default): '
-                'a relative position bias per block covers every patch, '
-                'BootMAE\'s encoder sees the visible ones only; set '
-                'use_rel_pos_bias=False, use_shared_rel_pos_bias=True.')
+        for layer in self.layers:  # a bias per block (none: shared)
+            if layer.attn.relative_position_bias_table is not None:
+                layer.attn.__class__ = _attention_at_positions(
+                    type(layer.attn))
 
     def _block_args(self, ids: Optional[torch.Tensor]) -> tuple:
-        if self.rel_pos_bias is None:
-            return (None, )
-        bias = self.rel_pos_bias()  # (heads, 1 + N, 1 + N), cls first
         if ids is None:
-            return (bias, )
+            return (None if self.rel_pos_bias is None else
+                    self.rel_pos_bias(), )
+        # grid positions of the kept tokens, cls (0) first
         tokens = torch.cat((ids.new_zeros(ids.shape[0], 1), ids + 1), dim=1)
+        if self.rel_pos_bias is None:
+            return (tokens, )  # read by each block's own table
+        bias = self.rel_pos_bias()  # (heads, 1 + N, 1 + N)
         # (heads, B, 1 + V, 1 + V) -> (B, heads, 1 + V, 1 + V)
         kept = bias[:, tokens[:, :, None], tokens[:, None, :]]
         return (kept.transpose(0, 1), )
+
+
+_ATTENTIONS = {}
+
+
+def _attention_at_positions(attn_cls: type) -> type:
+    """BEiT's attention ``attn_cls`` whose ``forward(x, tokens)`` also takes
+    the (B, T) grid positions of its tokens (integers, cls = 0) and reads
+    its own relative position bias between them (same parameters)."""
+
+    def forward(self, x, rel_pos_bias=None):
+        if not torch.is_tensor(rel_pos_bias) or \
+                rel_pos_bias.is_floating_point():
+            return attn_cls.forward(self, x, rel_pos_bias)
+        B, T, C = x.shape
+        if self.bias == 'qv_bias':
+            qkv = F.linear(x, self.qkv.weight, torch.cat((
+                self.q_bias, torch.zeros_like(self.v_bias), self.v_bias)))
+        else:
+            qkv = self.qkv(x)
+        q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        table = self.relative_position_bias_table[
+            self.relative_position_index]  # (1 + N, 1 + N, heads)
+        bias = table[rel_pos_bias[:, :, None], rel_pos_bias[:, None, :]]
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.permute(0, 3, 1, 2).to(q.dtype),
+            dropout_p=self.attn_drop.p if self.training else 0.,
+            scale=self.scale)
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, T, C)))
+
+    return _ATTENTIONS.setdefault(attn_cls, type(
+        attn_cls.__name__, (attn_cls, ), dict(forward=forward)))
 
 
 class ReversibleEncoderMixin(VisibleTokenEncoderMixin):
@@ -163,7 +186,7 @@ class ReversibleEncoderMixin(VisibleTokenEncoderMixin):
 FAMILIES = {
     VisionTransformer: VisibleTokenEncoderMixin,
     ViTEVA02: RotaryEncoderMixin,
-    BEiTViT: SharedBiasEncoderMixin,
+    BEiTViT: RelativeBiasEncoderMixin,
     RevVisionTransformer: ReversibleEncoderMixin,
     HiViT: HiViTEncoderMixin,
 }
