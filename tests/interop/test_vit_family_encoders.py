@@ -313,12 +313,48 @@ def test_beit_bias_per_block_follows_the_visible_patches():
         torch.testing.assert_close(full, stock(imgs)[0])
 
 
+def test_hivit_bias_per_block_follows_the_visible_tokens():
+    """HiViT with ``rpe=True`` (its fine-tuning setting): each image's
+    visible tokens get each block's bias between exactly their own
+    positions (the stock blocks, one image at a time, their index table cut
+    to those tokens); the encoder loads strictly into stock HiViT."""
+    from mmpretrain.models.backbones.hivit import Attention
+    torch.manual_seed(0)
+    model = MODELS.build(bootmae_cfg(dict(tiny_backbone('HiViT'), rpe=True)))
+    encoder = model.backbone
+    encoder.eval()
+    g = torch.Generator().manual_seed(5)
+    imgs = torch.randn(2, 3, 32, 32, generator=g)
+    masks = torch.stack([random_patch_mask(g) for _ in range(2)])
+    main = encoder.blocks[-encoder.num_main_blocks:]
+    with torch.no_grad():
+        out = encoder(imgs, masks, 4)
+        for b in range(2):
+            visible = torch.nonzero(masks[b].flatten() == 0).flatten()
+            x = encoder.patch_embed(imgs[b:b + 1])[:, visible]
+            for block in encoder.blocks[:-encoder.num_main_blocks]:
+                x = block(x)
+            x = x[..., 0, 0, :] + encoder.pos_embed[:, visible]
+            for block in main:
+                stock = copy.deepcopy(block)
+                stock.attn.__class__ = Attention
+                index = block.attn.relative_position_index
+                stock.attn.relative_position_index = index[visible][:,
+                                                                    visible]
+                x = stock(x, True)
+            torch.testing.assert_close(out.high_level[b:b + 1, 1:], x)
+            torch.testing.assert_close(out.high_level[b:b + 1, :1],
+                                       x.mean(1, keepdim=True))
+    stock = MODELS.build(dict(tiny_backbone('HiViT'), rpe=True))
+    assert type(stock.blocks[-1].attn) is Attention
+    stock.load_state_dict(encoder.state_dict(), strict=True)
+
+
 @pytest.mark.parametrize('backbone,words', [
     (dict(type='RevVisionTransformer'), "model.backbone.with_cls_token=False"
      ", fusion_mode='concat'"),
     (dict(type='RevVisionTransformer', with_cls_token=True),
      "set fusion_mode='avg'"),
-    (dict(type='HiViT', rpe=True), 'model.backbone.rpe=True'),
     (dict(type='CAEPretrainViT'), 'set layer_scale_init_value=0.1'),
     (dict(type='ViTEVA02', with_cls_token=False, out_type='avg_featmap'),
      'set with_cls_token=True'),

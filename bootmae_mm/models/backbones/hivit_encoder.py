@@ -7,6 +7,7 @@ import torch.utils.checkpoint as cp
 
 from ..utils import gather_tokens, mask_to_ids
 from .encoder_contract import EncoderOutput
+from .visible_positions import attention_at_positions
 from .visible_token_encoder import VisibleTokenEncoderMixin
 
 
@@ -25,9 +26,8 @@ class HiViTEncoderMixin(VisibleTokenEncoderMixin):
     HiViT has no cls token: the cls slot of each output is the mean of the
     visible tokens (no parameter; BootMAE's feature target is the patch
     tokens). HiViT has no final norm: ``latent`` is the last block's output.
-    Its relative position bias per block (``rpe=True``) covers every token
-    and is refused; fine-tuning with mmpretrain's HiViT configs
-    (``rpe=True``) starts the bias tables afresh, as after ``MAEHiViT``.
+    A relative position bias per block (``rpe=True``, as mmpretrain's HiViT
+    fine-tuning configs) is read between the kept tokens' grid positions.
 
     Args:
         low_level_index (int): main-stage block whose output is the
@@ -37,13 +37,14 @@ class HiViTEncoderMixin(VisibleTokenEncoderMixin):
 
     encoder_parts = ('patch_embed', 'pos_embed', 'blocks')
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for block in self._main_blocks():  # a bias per block (rpe=True)
+            if block.attn.relative_position_bias_table is not None:
+                block.attn.__class__ = attention_at_positions(
+                    type(block.attn))
+
     def _check_structure(self) -> None:
-        if self.rpe:
-            raise ValueError(
-                'model.backbone.rpe=True: a relative position bias per HiViT '
-                'block covers every token, BootMAE\'s encoder sees the '
-                'visible ones only; set rpe=False (HiViT\'s default, as '
-                'MAEHiViT pretrains).')
         proj = self.patch_embed.proj
         if tuple(proj.kernel_size) != tuple(proj.stride) or \
                 proj.kernel_size[0] != proj.kernel_size[1]:
@@ -88,11 +89,14 @@ class HiViTEncoderMixin(VisibleTokenEncoderMixin):
             x = x + (pos_embed if ids is None else
                      gather_tokens(pos_embed, ids))
         x = self.pos_drop(x)
+        # rpe=True: the bias between the kept tokens' grid positions
+        positions = (None if not self.rpe else
+                     True if ids is None else ids)
         low_level = None
         checkpoint = self._checkpointing()
         for i, block in enumerate(self._main_blocks()):
-            x = cp.checkpoint(block, x, use_reentrant=False) if checkpoint \
-                else block(x)
+            x = cp.checkpoint(block, x, positions, use_reentrant=False) \
+                if checkpoint else block(x, positions)
             if i == self.low_level_index:
                 low_level = x
         high_level = _with_cls_slot(x)

@@ -15,7 +15,6 @@ import re
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmpretrain.models import (
     TNT,
@@ -36,6 +35,7 @@ from mmpretrain.registry import MODELS
 
 from .encoder_contract import missing_methods
 from .hivit_encoder import HiViTEncoderMixin
+from .visible_positions import attention_at_positions, rope_at_positions
 from .visible_token_encoder import VisibleTokenEncoderMixin
 
 
@@ -47,30 +47,10 @@ class RotaryEncoderMixin(VisibleTokenEncoderMixin):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # the module shared by every block, its buffers and names kept
-        self.rope.__class__ = _rope_at_positions(type(self.rope))
+        self.rope.__class__ = rope_at_positions(type(self.rope))
 
     def _block_args(self, ids: Optional[torch.Tensor]) -> tuple:
         return (self.patch_resolution if ids is None else ids, )
-
-
-_ROPES = {}
-
-
-def _rope_at_positions(rope_cls: type) -> type:
-    """``rope_cls`` whose ``forward(x, positions)`` also takes the (B, V)
-    indices of the tokens in the grid (same buffers and names)."""
-
-    def forward(self, x, patch_resolution):
-        if not torch.is_tensor(patch_resolution):
-            return rope_cls.forward(self, x, patch_resolution)
-        cos = self.freqs_cos[patch_resolution].unsqueeze(1)  # (B, 1, V, d)
-        sin = self.freqs_sin[patch_resolution].unsqueeze(1)
-        pairs = x.unflatten(-1, (-1, 2))
-        rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1)
-        return x * cos + rotated.flatten(-2) * sin
-
-    return _ROPES.setdefault(rope_cls, type(
-        rope_cls.__name__, (rope_cls, ), dict(forward=forward)))
 
 
 class RelativeBiasEncoderMixin(VisibleTokenEncoderMixin):
@@ -92,7 +72,7 @@ class RelativeBiasEncoderMixin(VisibleTokenEncoderMixin):
         super().__init__(*args, **kwargs)
         for layer in self.layers:  # a bias per block (none: shared)
             if layer.attn.relative_position_bias_table is not None:
-                layer.attn.__class__ = _attention_at_positions(
+                layer.attn.__class__ = attention_at_positions(
                     type(layer.attn))
 
     def _block_args(self, ids: Optional[torch.Tensor]) -> tuple:
@@ -107,38 +87,6 @@ class RelativeBiasEncoderMixin(VisibleTokenEncoderMixin):
         # (heads, B, 1 + V, 1 + V) -> (B, heads, 1 + V, 1 + V)
         kept = bias[:, tokens[:, :, None], tokens[:, None, :]]
         return (kept.transpose(0, 1), )
-
-
-_ATTENTIONS = {}
-
-
-def _attention_at_positions(attn_cls: type) -> type:
-    """BEiT's attention ``attn_cls`` whose ``forward(x, tokens)`` also takes
-    the (B, T) grid positions of its tokens (integers, cls = 0) and reads
-    its own relative position bias between them (same parameters)."""
-
-    def forward(self, x, rel_pos_bias=None):
-        if not torch.is_tensor(rel_pos_bias) or \
-                rel_pos_bias.is_floating_point():
-            return attn_cls.forward(self, x, rel_pos_bias)
-        B, T, C = x.shape
-        if self.bias == 'qv_bias':
-            qkv = F.linear(x, self.qkv.weight, torch.cat((
-                self.q_bias, torch.zeros_like(self.v_bias), self.v_bias)))
-        else:
-            qkv = self.qkv(x)
-        q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        table = self.relative_position_bias_table[
-            self.relative_position_index]  # (1 + N, 1 + N, heads)
-        bias = table[rel_pos_bias[:, :, None], rel_pos_bias[:, None, :]]
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.permute(0, 3, 1, 2).to(q.dtype),
-            dropout_p=self.attn_drop.p if self.training else 0.,
-            scale=self.scale)
-        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, T, C)))
-
-    return _ATTENTIONS.setdefault(attn_cls, type(
-        attn_cls.__name__, (attn_cls, ), dict(forward=forward)))
 
 
 class ReversibleEncoderMixin(VisibleTokenEncoderMixin):
