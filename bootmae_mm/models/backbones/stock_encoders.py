@@ -70,10 +70,12 @@ class RelativeBiasEncoderMixin(VisibleTokenEncoderMixin):
                 f'{type(self).__name__}) fails in BEiT\'s blocks; set '
                 f'layer_scale_init_value=0.1 (as CAE\'s configs do) or 0.')
         super().__init__(*args, **kwargs)
-        for layer in self.layers:  # a bias per block (none: shared)
+        self.bias_per_block = False
+        for layer in self.layers:  # a bias per block (or shared, or none)
             if layer.attn.relative_position_bias_table is not None:
                 layer.attn.__class__ = attention_at_positions(
                     type(layer.attn))
+                self.bias_per_block = True
 
     def _block_args(self, ids: Optional[torch.Tensor]) -> tuple:
         if ids is None:
@@ -81,8 +83,10 @@ class RelativeBiasEncoderMixin(VisibleTokenEncoderMixin):
                     self.rel_pos_bias(), )
         # grid positions of the kept tokens, cls (0) first
         tokens = torch.cat((ids.new_zeros(ids.shape[0], 1), ids + 1), dim=1)
-        if self.rel_pos_bias is None:
+        if self.bias_per_block:
             return (tokens, )  # read by each block's own table
+        if self.rel_pos_bias is None:
+            return (None, )
         bias = self.rel_pos_bias()  # (heads, 1 + N, 1 + N)
         # (heads, B, 1 + V, 1 + V) -> (B, heads, 1 + V, 1 + V)
         kept = bias[:, tokens[:, :, None], tokens[:, None, :]]
