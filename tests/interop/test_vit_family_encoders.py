@@ -97,6 +97,38 @@ def tiny_backbone(name):
     return dict(type=name, arch=arch, img_size=32, patch_size=8, **keys)
 
 
+REFUSED = {
+    'ViTSAM': 'windowed attention',
+    'T2T_ViT': 'overlapping soft splits',
+    'TNT': 'pixel tokens',
+    'XCiT': 'convolution over the 2-D grid',
+    'Conformer': 'convolution branch',
+    'LeViT': 'hierarchical',
+    'MixMIMTransformer': 'window attention',
+    'MixMIMPretrainTransformer': 'window attention',
+}
+
+
+def test_every_registered_vit_family_class_has_a_tested_readme_row():
+    """mmpretrain's registry, not a list: every registered class of a family
+    (or of a refused kind) is a row here and in the README table."""
+    from bootmae_mm.models.backbones.stock_encoders import (
+        FAMILIES,
+        NOT_ENCODERS,
+    )
+    kinds = tuple(FAMILIES) + tuple(NOT_ENCODERS)
+    registered = {
+        name for name, cls in MODELS.module_dict.items()
+        if isinstance(cls, type) and issubclass(cls, kinds)
+        and cls.__module__.startswith('mmpretrain.')}
+    assert registered == set(ROWS) | set(REFUSED)
+    with open(osp.join(REPO_ROOT, 'README.md')) as f:
+        readme = f.read()
+    table = readme[readme.index('| backbone | works |'):]
+    for name in registered:
+        assert f'`{name}`' in table, name
+
+
 @pytest.mark.parametrize('name', list(ROWS))
 def test_backbone_pretrains_from_the_vit_b_config_at_full_size_on_meta(name):
     """The README's command: the ViT-B config, only ``model.backbone.type``
@@ -368,16 +400,7 @@ def test_defaults_that_cannot_work_name_the_key_and_the_value(backbone,
     assert words in str(err.value), str(err.value)
 
 
-@pytest.mark.parametrize('name,why', [
-    ('ViTSAM', 'windowed attention'),
-    ('T2T_ViT', 'overlapping soft splits'),
-    ('TNT', 'pixel tokens'),
-    ('XCiT', 'convolution over the 2-D grid'),
-    ('Conformer', 'convolution branch'),
-    ('LeViT', 'hierarchical'),
-    ('MixMIMTransformer', 'window attention'),
-    ('MixMIMPretrainTransformer', 'window attention'),
-])
+@pytest.mark.parametrize('name,why', list(REFUSED.items()))
 def test_a_vit_family_backbone_that_cannot_be_an_encoder_says_why(name, why):
     with pytest.raises(TypeError) as err:
         MODELS.build(bootmae_cfg(dict(type=name)))
