@@ -382,6 +382,37 @@ def test_hivit_bias_per_block_follows_the_visible_tokens():
     stock.load_state_dict(encoder.state_dict(), strict=True)
 
 
+def test_revvit_runs_the_stock_arithmetic_and_leaves_the_rng_alone():
+    """The all-patch encoding is stock RevViT's output; a training step
+    leaves the global random generator as it would be without RevViT's
+    reseeding (two runs from one seed draw the same numbers after it)."""
+    torch.manual_seed(0)
+    cfg = dict(tiny_backbone('RevVisionTransformer'), drop_path_rate=0.2)
+    model = MODELS.build(bootmae_cfg(cfg))
+    encoder = model.backbone
+    imgs = torch.randn(2, 3, 32, 32)
+    masks = torch.stack([random_patch_mask(torch.Generator().manual_seed(6))
+                         for _ in range(2)])
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        encoder(imgs, masks, 4).high_level.sum().backward()
+        draws.append(torch.rand(4))
+    torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=0)
+    # no drop path here: stock RevViT's stays on in eval mode (it builds a
+    # new DropPath module, in training mode, at every call)
+    encoder = MODELS.build(bootmae_cfg(
+        tiny_backbone('RevVisionTransformer'))).backbone
+    stock = MODELS.build(dict(tiny_backbone('RevVisionTransformer'),
+                              out_type='raw'))
+    stock.load_state_dict(encoder.state_dict(), strict=True)
+    encoder.eval()
+    stock.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.encode(imgs).latent,
+                                   stock(imgs)[0])
+
+
 @pytest.mark.parametrize('backbone,words', [
     (dict(type='RevVisionTransformer'), "model.backbone.with_cls_token=False"
      ", fusion_mode='concat'"),

@@ -97,7 +97,12 @@ class ReversibleEncoderMixin(VisibleTokenEncoderMixin):
     """``RevVisionTransformer``: the two residual streams run block by
     block with ordinary backpropagation (the taps are block outputs, which
     the reversible backward does not keep); a tap is the two streams fused
-    as the stock class fuses its output (``fusion_mode``)."""
+    as the stock class fuses its output (``fusion_mode``).
+
+    Each block is the stock one's arithmetic (``y1 = x1 + f(x2)``,
+    ``y2 = x2 + g(y1)``, one drop-path draw for both branches) without its
+    reseeding of the global random generators, which only the reversible
+    backward needs and which would make a run irreproducible."""
 
     encoder_parts = VisibleTokenEncoderMixin.encoder_parts + (
         'fusion_layer', )
@@ -125,13 +130,27 @@ class ReversibleEncoderMixin(VisibleTokenEncoderMixin):
         low_level = None
         checkpoint = self._checkpointing()
         for i, layer in enumerate(self.layers):
-            streams = cp.checkpoint(layer, *streams, use_reentrant=False) \
-                if checkpoint else layer(*streams)
+            streams = cp.checkpoint(_reversible_block, layer, *streams,
+                                    use_reentrant=False) \
+                if checkpoint else _reversible_block(layer, *streams)
             if i == self.low_level_index:
                 low_level = self.fusion_layer(torch.cat(streams, dim=-1))
         x = torch.cat(streams, dim=-1)
         latent = self.fusion_layer(self.ln1(x) if self.final_norm else x)
         return self._contract_output(latent, low_level, self.fusion_layer(x))
+
+
+def _reversible_block(layer, x1: torch.Tensor, x2: torch.Tensor) -> tuple:
+    """``RevTransformerEncoderLayer``'s forward, without the reseeding."""
+    f = layer.attn(layer.ln1(x2))
+    drop_prob = float(layer.drop_path_cfg['drop_prob'])
+    if layer.training and drop_prob > 0:  # one per-sample draw, both
+        keep = x1.new_empty(x1.shape[0], 1, 1).bernoulli_(1 - drop_prob)
+        scale = keep / (1 - drop_prob)
+    else:
+        scale = 1
+    y1 = x1 + f * scale
+    return y1, x2 + layer.ffn(layer.ln2(y1)) * scale
 
 
 #: family base class -> its adapter (the most derived base of a class wins)
