@@ -12,6 +12,9 @@ on ``sys.path``, so a test imports ``from helpers.<module> import ...``):
   data, and the Runner arguments for a tiny BootMAE run.
 - ``demo_pretrain``: the demo pretraining config shrunk to 32 px, run
   through ``tools/train.py`` (killable), and its checkpoints read back.
+- ``vit_family``: mmpretrain's ViT-family backbones as BootMAE encoders,
+  one row each of the README's mixing table (``ROWS``, ``REFUSED``), the
+  ViT-B config with another backbone (``bootmae_cfg``, ``tiny_backbone``).
 - ``toy_runner``: a linear-regression model in a real Runner with the
   default runtime's hooks (also a script, to be killed mid-save).
 """
