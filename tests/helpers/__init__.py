@@ -22,6 +22,9 @@ on ``sys.path``, so a test imports ``from helpers.<module> import ...``):
   config (``tiny_seg_train_config``).
 - ``fake_cuda``: models and batches on a fake ``cuda:0`` (FakeTensorMode),
   CUDA autocast without CUDA, module outputs recorded.
+- ``vit_family``: mmpretrain's ViT-family backbones as BootMAE encoders,
+  one row each of the README's mixing table (``ROWS``, ``REFUSED``), the
+  ViT-B config with another backbone (``bootmae_cfg``, ``tiny_backbone``).
 - ``toy_runner``: a linear-regression model in a real Runner with the
   default runtime's hooks (also a script, to be killed mid-save).
 - ``reference_bootmae``: an independent re-implementation of the

@@ -152,8 +152,6 @@ def test_beit_shared_bias_follows_the_visible_patches():
      'model.backbone.type=ResNet: not a BootMAE encoder'),
     (dict(type='SwinTransformer', arch='tiny'), TypeError,
      'it has no encode, build_target'),
-    (dict(BEIT, use_rel_pos_bias=True, use_shared_rel_pos_bias=False),
-     ValueError, 'model.backbone.use_rel_pos_bias=True'),
     (dict(type='VisionTransformer', with_cls_token=False,
           out_type='featmap'), ValueError,
      'model.backbone.with_cls_token=False: BootMAE needs a cls token'),

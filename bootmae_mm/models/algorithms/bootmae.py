@@ -38,11 +38,13 @@ class BootMAE(FeatureBranchMixin, BaseSelfSupervisor):
       target;
     - ``embed_dims``, ``num_heads``, ``patch_size``, ``patch_resolution``.
 
-    ``BootMAEViT`` provides it; mmpretrain's ``VisionTransformer`` (any
-    arch), ``MAEViT`` and ``BEiTViT`` (shared relative position bias) are
-    taken as they are, through an adapter that keeps their parameter names
-    (their checkpoints load back into the stock class). Another backbone is
-    refused at build time, naming ``model.backbone`` and what it lacks.
+    ``BootMAEViT`` provides it; mmpretrain's ViT-family backbones
+    (``VisionTransformer`` and its subclasses, ``ViTEVA02``, ``BEiTViT``,
+    ``RevVisionTransformer``, ``HiViT`` ...) are taken as they are, through
+    the adapter of their family, which keeps their parameter names (their
+    checkpoints load back into the stock class; README "Mixing with
+    mmpretrain" has the table). Another backbone is refused at build time,
+    naming ``model.backbone`` and what it lacks or why it cannot work.
 
     **Decoders follow the encoder.** Both decoders take ``in_dims``,
     ``context_dims``, ``num_heads`` and ``patch_resolution`` from the built

@@ -30,27 +30,27 @@ class VisibleTokenEncoderMixin:
             training with gradients). Defaults to False.
     """
 
+    #: the top-level parts that :meth:`encode` runs
+    encoder_parts = ('patch_embed', 'cls_token', 'dist_token', 'pos_embed',
+                     'pre_norm', 'layers', 'ln1', 'rel_pos_bias', 'rope')
+
     def __init__(self, *args, low_level_index: int = 0,
                  with_cp: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        if getattr(self, 'cls_token', None) is None:
-            raise ValueError(
-                'model.backbone.with_cls_token=False: BootMAE needs a cls '
-                'token (its decoders and the feature target keep it first).')
-        proj = self.patch_embed.projection
-        if tuple(proj.kernel_size) != tuple(proj.stride) or \
-                proj.kernel_size[0] != proj.kernel_size[1]:
-            raise ValueError(
-                f'model.backbone.patch_cfg: BootMAE needs square patches '
-                f'that do not overlap (kernel {tuple(proj.kernel_size)}, '
-                f'stride {tuple(proj.stride)}).')
-        if not 0 <= low_level_index < len(self.layers):
+        self._check_structure()
+        num_blocks = len(self._main_blocks())
+        if not 0 <= low_level_index < num_blocks:
             raise ConfigValueError(
                 'low_level_index', low_level_index,
                 f'low_level_index={low_level_index} is outside the '
-                f'{len(self.layers)} blocks.')
+                f'{num_blocks} blocks.')
         self.low_level_index = low_level_index
         self.with_cp = with_cp
+        # the contract's attributes, where the stock class has none
+        if not hasattr(self, 'num_heads'):
+            self.num_heads = self.arch_settings['num_heads']
+        if not hasattr(self, 'patch_size'):
+            self.patch_size = self.patch_embed.projection.kernel_size[0]
         # mmpretrain draws the drop-path rates with numpy; torch.compile
         # takes numpy scalars for tensors and breaks the graph at every
         # `if drop_prob == 0.` of each block: store plain floats
@@ -58,13 +58,24 @@ class VisibleTokenEncoderMixin:
             if isinstance(getattr(module, 'drop_prob', None), np.generic):
                 module.drop_prob = float(module.drop_prob)
 
-    @property
-    def num_heads(self) -> int:
-        return self.arch_settings['num_heads']
+    def _check_structure(self) -> None:
+        """Refuse what :meth:`encode` cannot run, naming the config key."""
+        if getattr(self, 'cls_token', None) is None:
+            raise ValueError(
+                'model.backbone.with_cls_token=False: BootMAE needs a cls '
+                'token (its decoders and the feature target keep it first); '
+                'set with_cls_token=True.')
+        proj = self.patch_embed.projection
+        if tuple(proj.kernel_size) != tuple(proj.stride) or \
+                proj.kernel_size[0] != proj.kernel_size[1]:
+            raise ValueError(
+                f'model.backbone.patch_cfg: BootMAE needs square patches '
+                f'that do not overlap (kernel {tuple(proj.kernel_size)}, '
+                f'stride {tuple(proj.stride)}).')
 
-    @property
-    def patch_size(self) -> int:
-        return self.patch_embed.projection.kernel_size[0]
+    def _main_blocks(self):
+        """The blocks whose outputs are the taps."""
+        return self.layers
 
     def forward(self, x: torch.Tensor, *args, **kwargs):
         """``forward(x, mask, num_visible)`` with a tensor ``mask`` (B, h, w)
@@ -84,6 +95,54 @@ class VisibleTokenEncoderMixin:
         then the patches ``ids``, all patches when None)."""
         return ()
 
+    def _visible_tokens(self, x: torch.Tensor,
+                        mask: Optional[torch.Tensor] = None,
+                        num_visible: Optional[int] = None) -> tuple:
+        """The extra tokens (cls, and DeiT's distillation token) and the
+        visible patches with their position embedding, (B, E + V, D), and
+        the kept patch indices (B, V) (None: all patches)."""
+        B = x.shape[0]
+        x, patch_resolution = self.patch_embed(x)
+        if tuple(patch_resolution) != tuple(self.patch_resolution):
+            raise ValueError(
+                f'input gives a {patch_resolution} patch grid, the encoder '
+                f'was built for {self.patch_resolution} (img_size).')
+        extra = [self.cls_token]
+        if getattr(self, 'dist_token', None) is not None:
+            extra.append(self.dist_token)
+        extra = torch.cat(extra, dim=1)
+        if self.pos_embed is not None:
+            # DeiT-III's and HiViT's embedding covers the patches only
+            num_pos_extra = self.pos_embed.shape[1] - x.shape[1]
+            x = x + self.pos_embed[:, num_pos_extra:]
+            if num_pos_extra:
+                extra = extra + self.pos_embed[:, :num_pos_extra]
+        ids = None
+        if mask is not None:
+            mask = mask.flatten(1).bool()
+            if num_visible is None:
+                num_visible = int((~mask[0]).sum())
+            ids = mask_to_ids(mask)[0][:, :num_visible]
+            x = gather_tokens(x, ids)
+        x = torch.cat((extra.expand(B, -1, -1), x), dim=1)
+        x = self.drop_after_pos(x)
+        x = getattr(self, 'pre_norm', torch.nn.Identity())(x)
+        return x, ids
+
+    def _contract_output(self, latent: torch.Tensor, low_level: torch.Tensor,
+                         high_level: torch.Tensor) -> EncoderOutput:
+        """The outputs as cls + visible tokens: other extra tokens (DeiT's
+        distillation token) are left out."""
+        num_extra = 1 + (getattr(self, 'dist_token', None) is not None)
+        if num_extra > 1:
+            latent, low_level, high_level = (
+                torch.cat((t[:, :1], t[:, num_extra:]), dim=1)
+                for t in (latent, low_level, high_level))
+        return EncoderOutput(latent, low_level, high_level)
+
+    def _checkpointing(self) -> bool:
+        return self.with_cp and self.training and torch.is_grad_enabled()
+
     def encode(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,
                num_visible: Optional[int] = None) -> EncoderOutput:
         """(latent, low_level, high_level) of cls + visible tokens, or of the
@@ -95,31 +154,10 @@ class VisibleTokenEncoderMixin:
             num_visible: visible patches per image, when known, so that no
                 value of the mask is read back to the host.
         """
-        B = x.shape[0]
-        x, patch_resolution = self.patch_embed(x)
-        if tuple(patch_resolution) != tuple(self.patch_resolution):
-            raise ValueError(
-                f'input gives a {patch_resolution} patch grid, the encoder '
-                f'was built for {self.patch_resolution} (img_size).')
-        cls_token = self.cls_token
-        if self.pos_embed is not None:
-            x = x + self.pos_embed[:, 1:]
-            cls_token = cls_token + self.pos_embed[:, :1]
-        ids = None
-        if mask is not None:
-            mask = mask.flatten(1).bool()
-            if num_visible is None:
-                num_visible = int((~mask[0]).sum())
-            ids = mask_to_ids(mask)[0][:, :num_visible]
-            x = gather_tokens(x, ids)
-        x = torch.cat((cls_token.expand(B, -1, -1), x), dim=1)
-        x = self.drop_after_pos(x)
-        x = getattr(self, 'pre_norm', torch.nn.Identity())(x)
-
+        x, ids = self._visible_tokens(x, mask, num_visible)
         args = self._block_args(ids)
         low_level = None
-        checkpoint = self.with_cp and self.training and \
-            torch.is_grad_enabled()
+        checkpoint = self._checkpointing()
         for i, layer in enumerate(self.layers):
             if checkpoint:
                 x = cp.checkpoint(layer, x, *args, use_reentrant=False)
@@ -128,14 +166,14 @@ class VisibleTokenEncoderMixin:
             if i == self.low_level_index:
                 low_level = x
         latent = self.ln1(x) if self.final_norm else x
-        return EncoderOutput(latent, low_level, x)
+        return self._contract_output(latent, low_level, x)
 
     def build_target(self) -> torch.nn.Module:
         """A copy for the momentum target: no final norm (the target's
         output is the high-level tap), no initializer, no checkpointing;
         the caller freezes it and runs it in eval mode."""
         target = copy.deepcopy(self)
-        if target.final_norm:
+        if getattr(target, 'final_norm', False):
             target.final_norm = False
             del target.ln1
         target.with_cp = False

@@ -15,8 +15,8 @@ model = dict(
         img_size=224,
         patch_size=16,
         # the bias of BEiT's pretraining: one table shared by all blocks
-        # (a table per block is computed for every patch and cannot follow
-        # the visible ones); no absolute position embedding
+        # (a table per block, BEiTViT's default, works too); no absolute
+        # position embedding
         use_abs_pos_emb=False,
         use_rel_pos_bias=False,
         use_shared_rel_pos_bias=True,
