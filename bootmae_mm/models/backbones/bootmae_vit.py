@@ -1,4 +1,6 @@
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 
@@ -6,6 +8,24 @@ from ...config_errors import ConfigValueError
 from ..utils import sincos_pos_embed
 from ..weight_init import init_transformer_weights_, xavier_uniform_parts_
 from .visible_token_encoder import VisibleTokenEncoderMixin
+
+
+class QVBiasQKV(nn.Linear):
+    """The encoder attention's fused q/k/v projection with biases on q and
+    v only, as the reference's attention (``q_bias``, ``v_bias``): the key
+    part of ``bias`` is replaced by zeros in the forward, so it takes an
+    exactly zero gradient and an optimizer (AdamW included) leaves it at
+    zero. Same parameters (``weight``, ``bias``) as the ``nn.Linear`` it
+    replaces, so checkpoints keep their names."""
+
+    @property
+    def qv_bias(self) -> torch.Tensor:
+        """The bias the forward uses: ``cat(q, 0, v)``."""
+        q_bias, _, v_bias = self.bias.chunk(3)
+        return torch.cat((q_bias, torch.zeros_like(v_bias), v_bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.qv_bias)
 
 
 @MODELS.register_module()
@@ -24,6 +44,9 @@ class BootMAEViT(VisibleTokenEncoderMixin, VisionTransformer):
     - ``latent``: last block output after the final LayerNorm, (B, 1+V, D);
     - ``low_level``: output of block 0 (before any norm), (B, 1+V, D);
     - ``high_level``: output of the last block before the final LayerNorm.
+
+    The attention has q and v biases and no k bias (:class:`QVBiasQKV`):
+    the k part of mmpretrain's fused ``qkv.bias`` stays exactly zero.
 
     Args:
         arch (str | dict): any ``VisionTransformer`` arch ('deit-tiny',
@@ -63,6 +86,9 @@ class BootMAEViT(VisibleTokenEncoderMixin, VisionTransformer):
                          with_cp=with_cp, **kwargs)
         self.num_patches = self.patch_resolution[0] * self.patch_resolution[1]
         self.pos_embed.requires_grad = False  # fixed sin-cos
+        for layer in self.layers:  # no key bias, as the reference
+            if layer.attn.qkv.bias is not None:
+                layer.attn.qkv.__class__ = QVBiasQKV
 
     def init_weights(self) -> None:
         """Without a checkpoint (``init_cfg`` not ``Pretrained``): the
