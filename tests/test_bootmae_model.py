@@ -7,7 +7,7 @@ from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.models.losses import (
+from bootmae_mm.models.heads.bootmae_heads import (
     center_weighted_mask,
     normalize_per_patch,
     patchify,

@@ -81,7 +81,10 @@ def test_reconstruction_denormalizes_per_patch_and_pastes(monkeypatch):
     from mmpretrain.registry import MODELS
 
     import bootmae_mm  # noqa: F401
-    from bootmae_mm.models.losses import normalize_per_patch, patchify
+    from bootmae_mm.models.heads.bootmae_heads import (
+        normalize_per_patch,
+        patchify,
+    )
     from bootmae_mm.visualization import (
         _unpatchify,
         make_reconstruction_grid,

@@ -163,6 +163,8 @@ def test_compiled_step_equals_plain_eager_step(backend):
     ``aot_eager`` traces forward and backward; ``inductor`` (the default
     backend, what ``model.compile=True`` uses) also generates the kernels:
     C++ here (about 100 s on two cores, then cached), Triton on GPUs."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     plain, fast = _build_pair(
         compile=dict(backend=backend, fullgraph=True, dynamic=False))
     batches = _batches()
@@ -170,7 +172,8 @@ def test_compiled_step_equals_plain_eager_step(backend):
                      batches, fused_momentum=False)
     _compare(plain_run,
              _run(fast, build_optim_wrapper(fast, _optim_cfg(True)), batches))
-    assert fast._compiled_losses is not None
+    # the step ran compiled: one graph
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] == 1
     torch._dynamo.reset()
 
 
@@ -244,7 +247,7 @@ def test_every_switch_is_in_the_config_and_can_be_turned_off():
     assert model.compile_cfg is None and not model.backbone.with_cp
     data = model.data_preprocessor(_batches(1)[0], True)
     model(**data, mode='loss')
-    assert model._compiled_losses is None  # eager: nothing compiled
+    assert model._compiled_tensor_losses is None  # eager: nothing compiled
     wrapper = build_optim_wrapper(model, _optim_cfg(fused=False))
     assert not wrapper.optimizer.defaults['fused']
 

@@ -13,8 +13,8 @@ import torch
 from mmpretrain.models import BEiTViT, MAEViT, VisionTransformer
 from mmpretrain.registry import MODELS
 
+from .bootmae_vit import VisibleTokenEncoderMixin
 from .encoder_contract import missing_methods
-from .visible_token_encoder import VisibleTokenEncoderMixin
 
 
 class ContractViT(VisibleTokenEncoderMixin, VisionTransformer):
