@@ -13,7 +13,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ...config_errors import ConfigValueError
-from ..backbones import check_encoder, resolve_encoder_cfg
+from ...interop.stock_encoders import resolve_encoder_cfg
+from ..backbones import check_encoder
 
 #: the arguments that a decoder or head takes from the built encoder, and
 #: what the encoder fixes (for the error that refuses another value)

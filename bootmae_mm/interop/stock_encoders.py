@@ -13,8 +13,8 @@ import torch
 from mmpretrain.models import BEiTViT, MAEViT, VisionTransformer
 from mmpretrain.registry import MODELS
 
-from .bootmae_vit import VisibleTokenEncoderMixin
-from .encoder_contract import missing_methods
+from ..models.backbones.bootmae_vit import VisibleTokenEncoderMixin
+from ..models.backbones.encoder_contract import missing_methods
 
 
 class ContractViT(VisibleTokenEncoderMixin, VisionTransformer):
