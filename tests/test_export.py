@@ -183,7 +183,7 @@ def test_export_of_a_reference_checkpoint_takes_its_args(tmp_path):
     'bootmae_base' has 12 heads. Without ``args`` it is refused."""
     import argparse
 
-    from bootmae_mm.models.reference_mapping import bootmae_to_reference
+    from bootmae_mm.interop.reference_mapping import bootmae_to_reference
     arch = dict(embed_dims=768, num_layers=1, num_heads=12,
                 feedforward_channels=256)
     model_cfg = tiny_bootmae_cfg()

@@ -111,7 +111,7 @@ def test_checkpoint_holds_every_logged_value_between_log_reads(tmp_path):
     the model's outputs."""
     from mmengine.hooks import LoggerHook
 
-    from bootmae_mm.compat import safe_torch_load
+    from bootmae_mm.interop.checkpoint_files import safe_torch_load
     from helpers.toy_runner import build_toy_runner
     runner = build_toy_runner(tmp_path, max_iters=6, interval=2)
     next(h for h in runner.hooks if isinstance(h, LoggerHook)).interval = 5

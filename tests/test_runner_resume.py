@@ -10,7 +10,7 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner import Runner
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.compat import safe_torch_load
+from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from helpers.classifier import tiny_classifier_train_cfg
 from helpers.image_folder import make_image_folder
 
