@@ -171,6 +171,12 @@ def resolve_checkpoint(runner, cfg: Config, method: str) -> None:
     The checking reads the checkpoint once more (on the CPU)."""
     if method != 'train':
         return
+    # mmengine 0.10.7's Runner takes the checkpoint to load or resume only
+    # as constructor arguments (kept in `_load_from` / `_resume`, read by
+    # `train()`); it has no public setter, and its public `resume()` /
+    # `load_checkpoint()` cannot be called here, before `train()` has built
+    # the optimizer and the schedulers whose state a resume restores. So
+    # the two fields are set here, once the runner (and its log) exists.
     if cfg.get('resume') and not cfg.get('load_from'):
         runner._load_from = find_resume_checkpoint(runner.work_dir,
                                                    runner.logger)
