@@ -291,3 +291,25 @@ def test_benchmark_pretrain_prints_one_json_line(capsys):
     assert 0.5 < result['gflop_per_img'] < 20
     assert 0 < result['fraction_of_ceiling'] < 2
     assert torch.isfinite(torch.tensor(result['loss']))
+
+
+def test_one_config_line_turns_all_gpu_feeding_off():
+    """``gpu_feeding = False`` (as ``tools/train.py`` applies it): the plain
+    loop, preprocessor (blocking copies), collate and unpinned loaders;
+    nothing changes without it; a GPU-decode config is refused."""
+    from bootmae_mm.feeding.switch import apply_gpu_feeding_switch
+    cfg = Config.fromfile(CONFIG)
+    before = copy.deepcopy(cfg.to_dict())
+    apply_gpu_feeding_switch(cfg)
+    assert cfg.to_dict() == before  # on by default
+    cfg.merge_from_dict(dict(gpu_feeding=False))
+    apply_gpu_feeding_switch(cfg)
+    assert cfg.train_cfg.type == 'EpochBasedTrainLoop'
+    assert cfg.train_dataloader.collate_fn == dict(type='default_collate')
+    assert cfg.train_dataloader.pin_memory is False
+    assert cfg.model.data_preprocessor.type == 'SelfSupDataPreprocessor'
+    preprocessor = MODELS.build(cfg.model.data_preprocessor)
+    assert preprocessor._non_blocking is False
+    cfg.model.data_preprocessor.type = 'GPUDecodeDataPreprocessor'
+    with pytest.raises(ValueError, match='gpu_feeding=False'):
+        apply_gpu_feeding_switch(cfg)

@@ -12,6 +12,7 @@ from mmengine.logging import print_log
 
 from ..config_errors import explain_config_errors
 from ..datasets.dataset_wrappers import dataset_levels
+from ..feeding.switch import apply_gpu_feeding_switch
 from .checkpoint_fit import check_checkpoint_fits
 from .checkpoint_pointer import find_resume_checkpoint
 from .fatal_errors import log_fatal_errors
@@ -200,6 +201,7 @@ def run(cfg: Config, method: str):
     run's log file. Returns what the method returns (the trained model or
     the test metrics)."""
     cfg.default_scope = infer_default_scope(cfg)
+    apply_gpu_feeding_switch(cfg)
     check_settings(cfg, method)
     check_data_paths(cfg, method)
     started_group = setup_cpu_distributed(cfg, cfg.launcher)
