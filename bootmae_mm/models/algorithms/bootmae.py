@@ -229,13 +229,18 @@ class BootMAE(BaseSelfSupervisor):
 
     def num_visible(self, mask: torch.Tensor) -> int:
         """Visible patches per image. A host (CPU) mask is counted at every
-        step, and must match ``num_masking_patches`` when given; on an
-        accelerator ``num_masking_patches`` is taken as it is (counting
-        would read the mask back; the masking transform makes exactly that
-        many), or the mask is counted when it is None."""
+        step, and must match ``num_masking_patches`` when given. On an
+        accelerator with ``num_masking_patches`` given, the count is
+        checked on the device (an asynchronous assert: no read back, a
+        mismatch stops the run at its next synchronization); without it the
+        mask is counted on the host."""
         num_patches = mask[0].numel()
         if self.num_masking_patches is not None and \
                 mask.device.type != 'cpu':
+            torch._assert_async(
+                (mask.flatten(1).sum(1) == self.num_masking_patches).all(),
+                f'model.num_masking_patches={self.num_masking_patches} '
+                f'differs from the masks\' count of masked patches.')
             return num_patches - self.num_masking_patches
         counts = mask.flatten(1).sum(1)
         if not bool((counts == counts[0]).all()):
