@@ -29,6 +29,7 @@ from PIL import Image
 import bootmae_mm
 
 PACKAGE_DIR = osp.dirname(osp.abspath(bootmae_mm.__file__))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2,
                  feedforward_channels=64)
 IMG_SIZE, PATCH_SIZE, NUM_MASKED = 32, 8, 12
@@ -124,14 +125,14 @@ def trace(cfg, first, last):
     return files
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', nargs='?',
-                        default='configs/bootmae_vit-b_800e.py')
+    parser.add_argument('config', nargs='?', default=osp.join(
+        REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py'))
     parser.add_argument('--first', type=int, default=3)
     parser.add_argument('--last', type=int, default=6)
     parser.add_argument('--workers', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = make_image_folder(osp.join(tmp, 'images'))
         cfg = tiny_cfg(args.config, root, osp.join(tmp, 'work'),

@@ -2,7 +2,6 @@
 decoders and heads sized by the built encoder, the momentum target), the
 step (encoder on the visible patches, two decoders, two losses) and the
 momentum update."""
-import copy
 import re
 from typing import Dict, List, Optional, Union
 
@@ -15,57 +14,7 @@ from mmpretrain.structures import DataSample
 from ...config_errors import ConfigValueError
 from ...interop.stock_encoders import resolve_encoder_cfg
 from ..backbones import check_encoder
-
-#: the arguments that a decoder or head takes from the built encoder, and
-#: what the encoder fixes (for the error that refuses another value)
-_FROM_ENCODER = dict(in_dims='its width is', context_dims='its taps are',
-                     patch_resolution='its patch grid is',
-                     patch_size='its patch size is',
-                     out_dims='the target features are')
-
-
-def _pair(value):
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
-def build_from_encoder(cfg: dict, key: str, fixed: dict,
-                       defaults: Optional[dict] = None) -> nn.Module:
-    """Build a decoder or head from ``cfg`` with the encoder's sizes.
-
-    Args:
-        cfg (dict): the config, e.g. ``model.pixel_decoder``.
-        key (str): its config key, named in errors.
-        fixed (dict): values the encoder fixes (:data:`_FROM_ENCODER`); an
-            explicit other value is refused.
-        defaults (dict, optional): values taken from the encoder unless
-            the config gives one (``num_heads``, ``embed_dims``).
-    """
-    for name, value in fixed.items():
-        given = cfg.get(name)
-        if given is not None and _pair(given) != _pair(value):
-            raise ValueError(
-                f'{key}.{name}={given!r} does not fit the encoder '
-                f'({_FROM_ENCODER[name]} {value!r}, model.backbone); leave '
-                f'it out to follow the encoder.')
-    try:
-        return MODELS.build(copy.deepcopy(cfg),
-                            default_args=dict(defaults or {}, **fixed))
-    except ConfigValueError as e:
-        if e.key != 'num_heads':
-            raise
-        raise ConfigValueError(e.key, e.value, f'{key}.{e}') from e
-
-
-def freeze_as_buffers(module: nn.Module) -> nn.Module:
-    """Turn every parameter of ``module`` into a persistent buffer: it stays
-    in the state dict (and so in checkpoints), moves with ``.to()``, takes
-    no gradient and is never handed to an optimizer."""
-    for m in module.modules():
-        for name, param in list(m._parameters.items()):
-            if param is not None:
-                del m._parameters[name]
-                m.register_buffer(name, param.detach())
-    return module
+from ..utils import build_from_encoder, freeze_as_buffers
 
 
 def _unwrapped_name(name: str) -> str:
@@ -88,21 +37,13 @@ class BootMAE(BaseSelfSupervisor):
     after each optimizer step, and ``FeatureWeightRampHook`` sets
     ``feature_ramp``.
 
-    **The encoder contract** (:mod:`..backbones.encoder_contract`):
-    ``encode(x, mask, num_visible)`` (and ``forward`` with a tensor mask)
-    returns ``EncoderOutput(latent, low_level, high_level)`` of the cls
-    token and the visible patches; ``build_target()`` gives the momentum
-    copy; ``embed_dims``, ``num_heads``, ``patch_size`` and
-    ``patch_resolution`` size the decoders. ``BootMAEViT`` provides it;
-    mmpretrain's ``VisionTransformer``, ``MAEViT`` and ``BEiTViT`` are taken
-    through adapters that keep their parameter names. Another backbone is
-    refused at build time, naming ``model.backbone``.
-
-    **Decoders follow the encoder.** ``in_dims``, ``context_dims``,
-    ``patch_resolution`` (and the pixel decoder's and head's
-    ``patch_size``, the feature decoder's ``out_dims``) are the encoder's;
-    an explicit other value is refused naming the config key. ``num_heads``
-    (and the feature decoder's ``embed_dims``) default to the encoder's.
+    The encoder is any backbone with BootMAE's encoder contract
+    (:mod:`..backbones.encoder_contract`): ``BootMAEViT``, or mmpretrain's
+    ``VisionTransformer``, ``MAEViT`` and ``BEiTViT`` through adapters that
+    keep their parameter names; another one is refused naming
+    ``model.backbone``. The decoders and heads take their sizes from the
+    built encoder (:func:`..utils.build_from_encoder`): an explicit value
+    that cannot work is refused naming its config key.
 
     Args:
         backbone (dict): the encoder, e.g. ``BootMAEViT``.
