@@ -2,17 +2,21 @@
 
 Importing this package (``custom_imports=dict(imports=['bootmae_mm'])``)
 applies the stack's compatibility shims and registers the pretraining and
-classification components in mmpretrain's registries. It does not import
-mmseg: the segmentation parts live in ``bootmae_mm.segmentation``, which the
-segmentation configs import themselves
-(``custom_imports=dict(imports=['bootmae_mm.segmentation'])``).
+classification components in mmpretrain's registries: the method
+(``models``, ``datasets``), the runtime (``engine``), GPU feeding
+(``feeding``) and interoperability (``interop``: checkpoint loading, model
+zoo). It does not import mmseg: the segmentation parts live in
+``bootmae_mm.segmentation``, which the segmentation configs import
+themselves (``custom_imports=dict(imports=['bootmae_mm.segmentation'])``).
+See docs/architecture.md.
 """
 from . import compat
 
 compat.apply()
 
-from . import datasets, engine, models  # noqa: E402,F401
-from .model_zoo import register_models  # noqa: E402
+from . import datasets, engine, feeding, models  # noqa: E402,F401
+from .interop import checkpoint_loading  # noqa: E402,F401
+from .interop.model_zoo import register_models  # noqa: E402
 
 register_models()
 

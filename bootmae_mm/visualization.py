@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models.losses import patch_mean_std, patchify
+from .models.heads.bootmae_heads import patch_mean_std, patchify
 
 #: Column titles of :func:`make_reconstruction_grid`.
 GRID_COLUMNS = ('original', 'masked input', 'prediction', 'pasted')

@@ -26,7 +26,7 @@ from mmengine.dataset import default_collate  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401
-from bootmae_mm.models.checkpoint_loading import load_bootmae_encoder  # noqa: E402
+from bootmae_mm.interop.checkpoint_loading import load_bootmae_encoder  # noqa: E402
 
 FEATURES = ('mean', 'cls')
 

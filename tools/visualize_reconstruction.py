@@ -27,7 +27,7 @@ from mmengine.dataset import Compose, default_collate  # noqa: E402
 from mmengine.fileio import get as read_bytes  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401
-from bootmae_mm.models.checkpoint_loading import (  # noqa: E402
+from bootmae_mm.interop.checkpoint_loading import (  # noqa: E402
     checkpoint_state_dict,
     load_encoder_state_dict,
 )

@@ -3,8 +3,7 @@ from typing import Dict, List
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
-
-from .model_unwrap import unwrap_model
+from mmpretrain.utils import get_ori_model
 
 
 class CheckpointMismatchError(ValueError):
@@ -30,7 +29,7 @@ def checkpoint_mismatches(model: torch.nn.Module, filename: str,
     checkpoint's ``state_dict`` whose shape differs from the model's, and,
     with ``keys_too``, ``key: only in the checkpoint / model`` for every
     key one side lacks."""
-    model = unwrap_model(model)
+    model = get_ori_model(model)
     wanted = {k: v.shape for k, v in model.state_dict().items()}
     found = _checkpoint_shapes(filename)
     lines = [f'{k}: checkpoint {tuple(found[k])} vs model {tuple(shape)}'

@@ -5,7 +5,7 @@ from mmpretrain.models.backbones.vision_transformer import (
     TransformerEncoderLayer,
 )
 
-from bootmae_mm.models.necks.target_aware_block import TargetAwareBlock
+from bootmae_mm.models.necks import TargetAwareBlock
 
 BLOCKS = {TransformerEncoderLayer, TargetAwareBlock}
 

@@ -12,6 +12,7 @@ from mmengine.logging import print_log
 
 from ..config_errors import explain_config_errors
 from ..datasets.dataset_wrappers import dataset_levels
+from ..feeding.switch import apply_gpu_feeding_switch
 from .checkpoint_fit import check_checkpoint_fits
 from .checkpoint_pointer import find_resume_checkpoint
 from .device_fallback import fallback_message, fit_to_device
@@ -206,6 +207,12 @@ def resolve_checkpoint(runner, cfg: Config, method: str) -> None:
     The checking reads the checkpoint once more (on the CPU)."""
     if method != 'train':
         return
+    # mmengine 0.10.7's Runner takes the checkpoint to load or resume only
+    # as constructor arguments (kept in `_load_from` / `_resume`, read by
+    # `train()`); it has no public setter, and its public `resume()` /
+    # `load_checkpoint()` cannot be called here, before `train()` has built
+    # the optimizer and the schedulers whose state a resume restores. So
+    # the two fields are set here, once the runner (and its log) exists.
     if cfg.get('resume') and not cfg.get('load_from'):
         runner._load_from = find_resume_checkpoint(runner.work_dir,
                                                    runner.logger)
@@ -230,6 +237,7 @@ def run(cfg: Config, method: str):
     run's log file. Returns what the method returns (the trained model or
     the test metrics)."""
     cfg.default_scope = infer_default_scope(cfg)
+    apply_gpu_feeding_switch(cfg)
     check_settings(cfg, method)
     check_data_paths(cfg, method)
     started_group = setup_cpu_distributed(cfg, cfg.launcher)

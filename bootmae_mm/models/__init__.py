@@ -1,8 +1,4 @@
-from . import (
-    algorithms,
-    backbones,
-    checkpoint_loading,
-    data_preprocessors,
-    heads,
-    necks,
-)
+from . import algorithms, backbones, data_preprocessors, heads, necks
+from .algorithms import BootMAE, MAEWithMomentumTarget
+
+__all__ = ['BootMAE', 'MAEWithMomentumTarget']

@@ -6,7 +6,7 @@ from mmengine.registry import WEIGHT_INITIALIZERS
 from mmpretrain.models.backbones import BEiTViT
 from mmseg.registry import MODELS
 
-from ..models.checkpoint_loading import load_encoder_state_dict
+from ..interop.checkpoint_loading import load_encoder_state_dict
 from ..models.utils import sincos_pos_embed
 from .checkpoint_adapter import load_encoder_checkpoint
 
@@ -39,7 +39,7 @@ class BootMAEViTSeg(BEiTViT):
     loads a BootMAE pretraining checkpoint (online encoder;
     ``source='target'`` in the init_cfg takes the momentum target), an
     mmpretrain / mmseg checkpoint of this encoder, or a reference checkpoint
-    (see ``bootmae_mm.models.checkpoint_loading``), after the rest of the
+    (see ``bootmae_mm.interop.checkpoint_loading``), after the rest of the
     initialization. The absolute position embedding and the
     relative position tables are resized when the grid differs. A
     checkpoint of another architecture is refused with the mismatched keys

@@ -1,6 +1,6 @@
 """BootMAE checkpoint -> weights of the segmentation backbone.
 
-``bootmae_mm.models.checkpoint_loading`` reads any supported checkpoint
+``bootmae_mm.interop.checkpoint_loading`` reads any supported checkpoint
 (ours, online or momentum target; mmpretrain/mmseg ones with ``backbone.*``;
 the reference pretraining and fine-tuning ones) as encoder weights named
 like mmpretrain's ``VisionTransformer``. The segmentation backbone
@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 
 import torch
 
-from ..models.checkpoint_loading import encoder_state_dict
+from ..interop.checkpoint_loading import encoder_state_dict
 
 
 def vit_to_beit(state_dict: Dict[str, torch.Tensor]

@@ -81,7 +81,10 @@ def test_reconstruction_denormalizes_per_patch_and_pastes(monkeypatch):
     from mmpretrain.registry import MODELS
 
     import bootmae_mm  # noqa: F401
-    from bootmae_mm.models.losses import normalize_per_patch, patchify
+    from bootmae_mm.models.heads.bootmae_heads import (
+        normalize_per_patch,
+        patchify,
+    )
     from bootmae_mm.visualization import (
         _unpatchify,
         make_reconstruction_grid,
@@ -131,7 +134,7 @@ def demo_run(tmp_path_factory):
 
 
 def test_demo_run_writes_every_artefact(demo_run):
-    from bootmae_mm.compat import safe_torch_load
+    from bootmae_mm.interop.checkpoint_files import safe_torch_load
     work, data = demo_run['work'], demo_run['data']
     assert osp.isdir(data / 'train' / 'circles')  # drawn on first use
     assert 'eta:' in demo_run['log']
@@ -193,7 +196,7 @@ def test_visualize_tool_refuses_unreadable_image(demo_run, tmp_path):
 
 
 def test_visualize_tool_refuses_mismatched_checkpoint(demo_run, tmp_path):
-    from bootmae_mm.compat import safe_torch_load
+    from bootmae_mm.interop.checkpoint_files import safe_torch_load
     tool = _tool('visualize_reconstruction')
     state = safe_torch_load(str(demo_run['work'] / 'epoch_1.pth'))[
         'state_dict']

@@ -13,11 +13,11 @@ import torch
 from mmengine.fileio import get_file_backend
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.engine.atomic_backend import (
     AtomicLocalBackend,
     read_last_checkpoint,
 )
+from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from helpers.repo import REPO_ROOT
 from helpers.toy_runner import build_toy_runner
 

@@ -8,11 +8,9 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.engine.hooks.feature_weight_ramp_hook import (
-    feature_weight_ramp,
-)
-from bootmae_mm.engine.hooks.momentum_target_hook import (
+from bootmae_mm.engine.hooks.bootmae_schedule_hooks import (
     MomentumTargetHook,
+    feature_weight_ramp,
     momentum_decay,
 )
 from helpers.bootmae import tiny_bootmae_runner_kwargs

@@ -11,8 +11,8 @@ import torch
 from mmengine.hooks import LoggerHook
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.compat import safe_torch_load
 from bootmae_mm.engine.atomic_backend import read_last_checkpoint
+from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from helpers.toy_runner import build_toy_runner
 
 

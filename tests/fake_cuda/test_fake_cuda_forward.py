@@ -197,7 +197,7 @@ def test_gpu_decode_tensor_path_on_fake_cuda(tmp_path, monkeypatch):
     from mmengine.registry import TRANSFORMS as ENGINE_TRANSFORMS
 
     from bootmae_mm.models.data_preprocessors import batched_crop
-    from bootmae_mm.models.data_preprocessors.gpu_decode import (
+    from bootmae_mm.feeding.gpu_decode import (
         GPUDecodeDataPreprocessor,
     )
     root = make_image_folder(tmp_path / 'imgs', classes=('a', ), ext='jpg',

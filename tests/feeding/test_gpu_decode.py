@@ -181,7 +181,7 @@ def test_batched_crop_equals_per_image_path(jpegs):
     about 1.2 for this kernel) and clips that intermediate to 0..255 (the
     bicubic overshoot near edges is lost), the values differ by about 0.1
     grey level on average and by a few levels at most."""
-    from bootmae_mm.models.data_preprocessors.batched_crop import (
+    from bootmae_mm.feeding.batched_crop import (
         batched_resized_crop,
     )
     images = [_decode(p) for p in jpegs]
@@ -223,7 +223,7 @@ def test_crop_boxes_follow_random_resized_crop(shape):
     from scipy.stats import ks_2samp
     from torchvision.transforms import RandomResizedCrop
 
-    from bootmae_mm.datasets.transforms.crop_box import sample_crop_boxes
+    from bootmae_mm.feeding.crop_box import sample_crop_boxes
     h, w = shape
     n = 4000
     scale, ratio = (0.2, 1.0), (3 / 4, 4 / 3)

@@ -13,7 +13,7 @@ from mmpretrain.registry import DATASETS, MODELS
 
 import bootmae_mm  # noqa: F401
 from bootmae_mm.datasets.demo_pictures import make_demo_dataset
-from bootmae_mm.engine.batch_prefetcher import BatchPrefetcher
+from bootmae_mm.feeding.prefetch_loop import BatchPrefetcher
 from bootmae_mm.models.data_preprocessors import PreparedBatch
 from helpers.demo_pretrain import (
     flatten_tensors,

@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from bootmae_mm.compat import safe_torch_load
+from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from helpers.repo import REPO_ROOT, tool_env
 
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',

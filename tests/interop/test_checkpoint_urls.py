@@ -16,8 +16,8 @@ from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.compat import UnsafeCheckpointError
-from bootmae_mm.models.reference_mapping import bootmae_to_reference
+from bootmae_mm.interop.checkpoint_files import UnsafeCheckpointError
+from bootmae_mm.interop.reference_mapping import bootmae_to_reference
 from helpers.bootmae import TINY_ARCH, tiny_bootmae_cfg
 from helpers.repo import free_port, load_tool
 

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 import bootmae_mm  # noqa: F401  (applies the shims)
-from bootmae_mm.compat import (
+from bootmae_mm.compat import has_compiled_mmcv_ops
+from bootmae_mm.interop.checkpoint_files import (
     UnsafeCheckpointError,
-    has_compiled_mmcv_ops,
     safe_torch_load,
 )
 from helpers.repo import run_tool

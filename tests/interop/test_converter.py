@@ -13,7 +13,7 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.models.reference_mapping import (
+from bootmae_mm.interop.reference_mapping import (
     ReferenceMappingError,
     bootmae_to_reference,
     reference_finetune_to_vit,

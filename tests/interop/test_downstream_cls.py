@@ -15,9 +15,9 @@ from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.compat import safe_torch_load
-from bootmae_mm.models.checkpoint_loading import load_bootmae_encoder
-from bootmae_mm.models.reference_mapping import bootmae_to_reference
+from bootmae_mm.interop.checkpoint_files import safe_torch_load
+from bootmae_mm.interop.checkpoint_loading import load_bootmae_encoder
+from bootmae_mm.interop.reference_mapping import bootmae_to_reference
 from helpers.bootmae import TINY_ARCH, tiny_bootmae_cfg
 from helpers.downstream import CLASSES, DEPTH, tiny_cls_config
 from helpers.image_folder import make_image_folder

@@ -9,7 +9,7 @@ import torch
 from mmengine.dataset import default_collate
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.models.reference_mapping import bootmae_to_reference
+from bootmae_mm.interop.reference_mapping import bootmae_to_reference
 from helpers.repo import REPO_ROOT
 
 RELEASE = 'https://github.com/LightDXY/BootMAE/releases/download/v0.1.0/'

@@ -53,7 +53,7 @@ def test_stock_encoder_at_vit_b_size_builds_and_steps_on_meta(name):
                                    use_shared_rel_pos_bias=True)
     with torch.device('meta'):
         model = MODELS.build(model_cfg_)
-        losses = model._losses(torch.randn(2, 3, 224, 224),
+        losses = model.tensor_losses(torch.randn(2, 3, 224, 224),
                                torch.zeros(2, 14, 14, dtype=torch.bool), 49)
         (losses['loss_pixel'] + losses['loss_feature']).backward()
     assert isinstance(model.backbone, MODELS.get(name))

@@ -31,7 +31,7 @@ from helpers.vit_family import (
 def test_every_registered_vit_family_class_has_a_tested_readme_row():
     """mmpretrain's registry, not a list: every registered class of a family
     (or of a refused kind) is a row here and in the README table."""
-    from bootmae_mm.models.backbones.stock_encoders import (
+    from bootmae_mm.interop.stock_encoders import (
         FAMILIES,
         NOT_ENCODERS,
     )

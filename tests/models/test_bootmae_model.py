@@ -7,7 +7,7 @@ from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.models.losses import (
+from bootmae_mm.models.heads.bootmae_heads import (
     center_weighted_mask,
     normalize_per_patch,
     patchify,
@@ -235,6 +235,37 @@ def test_loss_returns_the_three_terms_and_gradients_flow():
                if p.requires_grad and p.grad is None]
     assert no_grad == []
     assert all(b.grad is None for b in model.target_encoder.buffers())
+
+
+def test_key_bias_stays_exactly_zero_after_adamw_steps():
+    """The reference's attention has no k bias: the k part of the fused
+    qkv bias takes an exactly zero gradient, so AdamW (which turns float
+    noise of a ~0 gradient into lr-sized steps) leaves it at 0, in the
+    online encoder and in its momentum target; q and v biases train."""
+    model = build_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2,
+                                  weight_decay=0.05)
+    g = torch.Generator().manual_seed(1)
+    imgs, samples = tiny_batch()
+    start = {n: b.clone() for n, b in model.backbone.named_parameters()
+             if n.endswith('attn.qkv.bias')}
+    assert len(start) == TINY_ARCH['num_layers']
+    for _ in range(8):
+        imgs = torch.randn(imgs.shape, generator=g)
+        losses = model.loss(imgs, samples)
+        optimizer.zero_grad()
+        (losses['loss_pixel'] + losses['loss_feature']).backward()
+        optimizer.step()
+        model.update_target(0.5)
+    online = dict(model.backbone.named_parameters())
+    target = dict(model.target_encoder.named_buffers())
+    dims = TINY_ARCH['embed_dims']
+    for name in start:
+        for bias in (online[name], target[name]):
+            assert bias[dims:2 * dims].abs().max().item() == 0, name
+            q_moved = (bias[:dims] - start[name][:dims]).abs().max()
+            v_moved = (bias[2 * dims:] - start[name][2 * dims:]).abs().max()
+            assert q_moved > 1e-3 and v_moved > 1e-3, name
 
 
 def test_loss_uses_the_momentum_targets_on_the_full_image():

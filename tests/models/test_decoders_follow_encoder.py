@@ -54,7 +54,7 @@ def test_every_zoo_arch_pretrains_at_full_size_on_meta(arch):
         check_follows(model, arch)
         imgs = torch.randn(2, 3, 224, 224)
         mask = torch.zeros(2, 14, 14, dtype=torch.bool)
-        losses = model._losses(imgs, mask, 196 - 147)
+        losses = model.tensor_losses(imgs, mask, 196 - 147)
         (losses['loss_pixel'] + losses['loss_feature']).backward()
     grad = model.backbone.patch_embed.projection.weight.grad
     assert grad is not None and grad.shape == (

@@ -9,7 +9,7 @@ import torch
 from mmpretrain.registry import MODELS
 
 import bootmae_mm  # noqa: F401
-from bootmae_mm.models.reference_mapping import bootmae_to_reference
+from bootmae_mm.interop.reference_mapping import bootmae_to_reference
 from helpers.bootmae import tiny_bootmae_cfg
 from helpers.reference_bootmae import ReferenceBootMAE, reference_init_
 

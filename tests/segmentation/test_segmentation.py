@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config
 
 import bootmae_mm.segmentation  # noqa: F401  (registers BootMAEViTSeg)
-from bootmae_mm.compat import safe_torch_load
+from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from bootmae_mm.models.utils import sincos_pos_embed
 from helpers.float_bounds import assert_rounding_close
 from helpers.repo import REPO_ROOT, load_tool

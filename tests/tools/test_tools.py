@@ -179,3 +179,20 @@ def test_test_tool_evaluates_a_trained_checkpoint(tmp_path, image_folder):
     assert dist.returncode == 0, dist.stdout[-5000:]
     assert 'Distributed launcher: pytorch' in dist.stdout
     assert re.findall(r'accuracy/top1: ([\d.]+)', dist.stdout) == single
+
+
+def test_one_pretraining_step_runs_in_few_files_of_the_package(capsys):
+    """tools/analysis/trace_step_files.py: iterations 3-6 of the production
+    pretraining config (tiny encoder, generated images, fp32 on the CPU)
+    run code in at most 16 files of bootmae_mm, each of them the method,
+    its data, its schedule and reliability hooks or the prefetching
+    loop (docs/architecture.md)."""
+    tool = load_tool('tools/analysis/trace_step_files.py')
+    tool.main([])
+    lines = capsys.readouterr().out.splitlines()
+    files = [line for line in lines if line.startswith('bootmae_mm/')]
+    assert lines[-1].startswith(f'{len(files)} files of bootmae_mm')
+    assert 10 <= len(files) <= 16, files
+    assert 'bootmae_mm/models/algorithms/bootmae.py' in files
+    rooms = {f.split('/')[1] for f in files}
+    assert rooms == {'datasets', 'engine', 'feeding', 'models'}, files

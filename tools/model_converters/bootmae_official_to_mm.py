@@ -25,8 +25,8 @@ import sys
 import torch
 
 import bootmae_mm  # noqa: F401  (registers our modules, applies shims)
-from bootmae_mm.compat import safe_load_checkpoint
-from bootmae_mm.models.reference_mapping import (
+from bootmae_mm.interop.checkpoint_files import safe_load_checkpoint
+from bootmae_mm.interop.reference_mapping import (
     ReferenceMappingError,
     reference_finetune_to_vit,
     reference_to_bootmae,

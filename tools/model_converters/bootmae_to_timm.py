@@ -30,8 +30,8 @@ import sys
 import torch
 
 import bootmae_mm  # noqa: F401  (registers our modules, applies shims)
-from bootmae_mm.models.checkpoint_loading import SOURCES
-from bootmae_mm.models.export import load_export_source
+from bootmae_mm.interop.checkpoint_loading import SOURCES
+from bootmae_mm.interop.export import load_export_source
 
 # mmpretrain VisionTransformer name -> timm VisionTransformer name
 _TOP = {
@@ -79,7 +79,7 @@ def to_timm(state):
 
 def timm_kwargs(vit_kwargs, num_classes=0):
     """``timm.create_model`` keyword arguments for an encoder built with
-    ``vit_kwargs`` (see ``bootmae_mm.models.export.vit_kwargs_of``)."""
+    ``vit_kwargs`` (see ``bootmae_mm.interop.export.vit_kwargs_of``)."""
     arch = vit_kwargs['arch']
     pooled = vit_kwargs['out_type'] == 'avg_featmap'
     if pooled and vit_kwargs['final_norm']:

@@ -31,8 +31,8 @@ import sys
 import torch
 
 import bootmae_mm  # noqa: F401  (registers our modules, applies shims)
-from bootmae_mm.models.checkpoint_loading import SOURCES
-from bootmae_mm.models.export import load_export_source
+from bootmae_mm.interop.checkpoint_loading import SOURCES
+from bootmae_mm.interop.export import load_export_source
 
 
 def parse_args(argv=None):

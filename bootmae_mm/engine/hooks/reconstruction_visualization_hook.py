@@ -7,9 +7,9 @@ import numpy as np
 from mmengine.dataset import default_collate
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
+from mmpretrain.utils import get_ori_model
 
 from ...visualization import plot_curves, reconstruction_grid_from_batch
-from ..model_unwrap import unwrap_model
 
 
 @HOOKS.register_module()
@@ -94,7 +94,7 @@ class ReconstructionVisualizationHook(Hook):
     def visualize(self, runner, step: int) -> str:
         """Write the grid of the current model after ``step`` iterations;
         returns the PNG's path."""
-        model = unwrap_model(runner.model)
+        model = get_ori_model(runner.model)
         if self._batch is None:
             self._batch = self._fixed_batch(runner)
         was_training = model.training

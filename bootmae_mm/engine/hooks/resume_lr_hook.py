@@ -51,10 +51,14 @@ class ResumeLrHook(Hook):
         for scheduler in runner.param_schedulers or []:
             if getattr(scheduler, 'param_name', None) != 'lr':
                 continue
-            scheduler.base_values = list(self.wanted)
-            if getattr(scheduler, '_last_value', None) is not None:
-                scheduler._last_value = [
-                    v * r for v, r in zip(scheduler._last_value, ratios)]
+            # through the scheduler's public state dict (what checkpoints
+            # hold): the base values and the last value it reports
+            state = scheduler.state_dict()
+            state['base_values'] = list(self.wanted)
+            if state.get('_last_value') is not None:
+                state['_last_value'] = [
+                    v * r for v, r in zip(state['_last_value'], ratios)]
+            scheduler.load_state_dict(state)
         runner.logger.log(
             logging.WARNING,
             f'Resumed with a new base lr: {found[0]:.6g} -> '

@@ -2,25 +2,26 @@
 
 Shows that the parts compose: the MAE encoder, decoder and pixel head are
 mmpretrain's own (``MAEViT``, ``MAEPretrainDecoder``, ``MAEPretrainHead``,
-unchanged, MAE's random masking); added are our ``BootMAEFeatureDecoder``
-(plain MAE-style blocks, ``cross_attention=False``, following the encoder's
-width, heads and grid), ``BootMAEFeatureHead`` and a momentum copy of the
-encoder driven by ``MomentumTargetHook``.
+unchanged, MAE's random masking); added are BootMAE's feature branch
+(``BootMAEFeatureDecoder`` with plain MAE-style blocks,
+``cross_attention=False``, following the encoder's width, heads and grid;
+``BootMAEFeatureHead``) and its momentum target, driven by
+``MomentumTargetHook``, as :class:`BootMAE` builds and updates them.
 """
-import copy
-
 import torch
-from mmpretrain.models import MAE
+from mmpretrain.models import MAE, BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 
 from ..utils import gather_tokens
-from .feature_branch import FeatureBranchMixin
-from .follow_encoder import decoder_cfg
+from .bootmae import BootMAE
 
 
 @MODELS.register_module()
-class MAEWithMomentumTarget(FeatureBranchMixin, MAE):
+class MAEWithMomentumTarget(BootMAE):
     """MAE + a momentum-encoder feature target (docs/method.md sections 5, 6).
+
+    MAE's pixel branch (``backbone``, ``neck``, ``head``, its ``loss``)
+    in place of BootMAE's; BootMAE's feature branch and momentum target.
 
     Args:
         backbone (dict): an mmpretrain ``MAEViT``.
@@ -36,18 +37,21 @@ class MAEWithMomentumTarget(FeatureBranchMixin, MAE):
     def __init__(self, backbone: dict, neck: dict, head: dict,
                  feature_decoder: dict, feature_head: dict,
                  feature_weight: float = 1.0, **kwargs):
-        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
+        # MAE's parts, as mmpretrain's MAE builds them (not BootMAE's)
+        BaseSelfSupervisor.__init__(self, backbone=backbone, neck=neck,
+                                    head=head, **kwargs)
+        self.num_masking_patches = None
+        self.set_compile(False)
         # the target: the same ViT as BootMAEViT (same parameter names),
-        # without final norm, its parameters frozen as buffers
-        target_cfg = dict(type='BootMAEViT', final_norm=False,
-                          **{k: v for k, v in copy.deepcopy(backbone).items()
-                             if k in ('arch', 'img_size', 'patch_size')})
-        target = MODELS.build(target_cfg)
-        # the feature decoder follows the encoder (width, heads, grid)
-        self.build_feature_branch(
-            decoder_cfg(feature_decoder, target, 'model.feature_decoder',
-                        feature=True),
-            feature_head, target, feature_weight)
+        # without final norm
+        target = MODELS.build(dict(
+            type='BootMAEViT', final_norm=False,
+            **{k: v for k, v in backbone.items()
+               if k in ('arch', 'img_size', 'patch_size')}))
+        self.build_feature_branch(feature_decoder, feature_head,
+                                  feature_weight, target)
+
+    extract_feat = MAE.extract_feat
 
     def loss(self, inputs, data_samples, **kwargs):
         latent, mask, ids_restore = self.backbone(inputs)

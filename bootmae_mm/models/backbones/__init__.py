@@ -1,4 +1,3 @@
 from .bootmae_vit import BootMAEViT  # noqa: F401
 from .bootmae_vit_linear_probe import BootMAEViTLinearProbe  # noqa: F401
 from .encoder_contract import EncoderOutput, check_encoder  # noqa: F401
-from .stock_encoders import resolve_encoder_cfg  # noqa: F401

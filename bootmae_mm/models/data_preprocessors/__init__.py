@@ -1,7 +1,7 @@
-from .bootmae_data_preprocessor import BootMAEDataPreprocessor
-from .gpu_decode import GPUDecodeDataPreprocessor
-from .prepared_batch import PreparedBatch
+from .bootmae_data_preprocessor import (
+    BootMAEDataPreprocessor,
+    PreparedBatch,
+    attach_masks,
+)
 
-__all__ = [
-    'BootMAEDataPreprocessor', 'GPUDecodeDataPreprocessor', 'PreparedBatch'
-]
+__all__ = ['BootMAEDataPreprocessor', 'PreparedBatch', 'attach_masks']

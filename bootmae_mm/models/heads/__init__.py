@@ -1,4 +1,3 @@
-from .feature_head import BootMAEFeatureHead
-from .pixel_head import BootMAEPixelHead
+from .bootmae_heads import BootMAEFeatureHead, BootMAEPixelHead
 
 __all__ = ['BootMAEPixelHead', 'BootMAEFeatureHead']

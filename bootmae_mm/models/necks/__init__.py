@@ -1,7 +1,11 @@
-from .feature_decoder import BootMAEFeatureDecoder
-from .pixel_decoder import BootMAEPixelDecoder
-from .target_aware_decoder import TargetAwareDecoder
+from .target_aware_decoders import (
+    BootMAEFeatureDecoder,
+    BootMAEPixelDecoder,
+    TargetAwareBlock,
+    TargetAwareDecoder,
+)
 
 __all__ = [
-    'TargetAwareDecoder', 'BootMAEPixelDecoder', 'BootMAEFeatureDecoder'
+    'TargetAwareBlock', 'TargetAwareDecoder', 'BootMAEPixelDecoder',
+    'BootMAEFeatureDecoder'
 ]

@@ -10,14 +10,12 @@ from mmpretrain.registry import MODELS
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-from bootmae_mm.datasets.transforms.crop_box import (
+from ..models.data_preprocessors import PreparedBatch, attach_masks
+from .batched_crop import batched_resized_crop
+from .crop_box import (
     check_crop_args,
     sample_crop_boxes,
 )
-
-from .batched_crop import batched_resized_crop
-from .batched_masks import attach_masks
-from .prepared_batch import PreparedBatch
 
 _JPEG_MAGIC = b'\xff\xd8\xff'
 

@@ -33,10 +33,10 @@ from mmpretrain.models import (
 )
 from mmpretrain.registry import MODELS
 
-from .encoder_contract import missing_methods
+from ..models.backbones.bootmae_vit import VisibleTokenEncoderMixin
+from ..models.backbones.encoder_contract import missing_methods
 from .hivit_encoder import HiViTEncoderMixin
 from .visible_positions import attention_at_positions, rope_at_positions
-from .visible_token_encoder import VisibleTokenEncoderMixin
 
 
 class RotaryEncoderMixin(VisibleTokenEncoderMixin):

@@ -7,7 +7,7 @@ and the inferencers take them. The segmentation entry is an mmseg config:
 ``MMSegInferencer`` from its config file."""
 import os.path as osp
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MODEL_INDEX = osp.join(REPO_ROOT, 'model-index.yml')
 
 

@@ -201,7 +201,7 @@ def load_export_source(filename: str, source: str = 'online',
         ours = _model_from_config(cfg, source, filename)
         origin = f"the saved config (meta['cfg'], model.{cfg.model.type})"
     else:
-        from .backbones import BootMAEViT
+        from ..models.backbones import BootMAEViT
         kwargs, origin = _recorded_vit_kwargs(ckpt, kind, state, num_heads,
                                               filename)
         ours = BootMAEViT(**kwargs)
@@ -212,5 +212,9 @@ def load_export_source(filename: str, source: str = 'online',
     report = load_encoder_state_dict(ours, state, filename,
                                      required=lambda key: True)
     state = {k: state[k] for k in report['used']}
+    from ..models.backbones.bootmae_vit import QVBiasQKV
+    for name, module in ours.named_modules():  # the k bias ours uses: 0
+        if isinstance(module, QVBiasQKV) and f'{name}.bias' in state:
+            state[f'{name}.bias'] = module.qv_bias.detach()
     ours.eval()  # (mmpretrain backbones' train() returns None)
     return ExportSource(ours, state, head, vit_kwargs_of(ours), origin)

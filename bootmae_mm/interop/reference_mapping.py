@@ -35,7 +35,7 @@ from typing import Dict, Iterable, Optional, Tuple
 
 import torch
 
-from .utils import sincos_pos_embed
+from ..models.utils import sincos_pos_embed
 
 __all__ = [
     'ReferenceMappingError', 'reference_to_bootmae', 'bootmae_to_reference',

@@ -5,10 +5,10 @@ from typing import Optional
 import torch
 import torch.utils.checkpoint as cp
 
-from ..utils import gather_tokens, mask_to_ids
-from .encoder_contract import EncoderOutput
+from ..models.backbones.bootmae_vit import VisibleTokenEncoderMixin
+from ..models.backbones.encoder_contract import EncoderOutput
+from ..models.utils import gather_tokens, mask_to_ids
 from .visible_positions import attention_at_positions
-from .visible_token_encoder import VisibleTokenEncoderMixin
 
 
 def _with_cls_slot(tokens: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ Formats (recognised by their keys):
   (``{'model': {blocks.*, fc_norm.*, head.*}}``).
 
 Reference checkpoints are converted to our key names on the fly by
-:mod:`bootmae_mm.models.reference_mapping` (docs/method.md section 9).
+:mod:`bootmae_mm.interop.reference_mapping` (docs/method.md section 9).
 """
 import logging
 from typing import Dict, Tuple
@@ -18,7 +18,10 @@ from typing import Dict, Tuple
 import torch
 from mmengine.logging import print_log
 
-from ...compat import register_checkpoint_adapter, safe_load_checkpoint
+from ..checkpoint_files import (
+    register_checkpoint_adapter,
+    safe_load_checkpoint,
+)
 
 # keys that only a reference pretraining checkpoint has
 _REFERENCE_PRETRAIN_MARKS = ('mask_token', 'decode_blocks.', 'de_pos_embed')
@@ -32,7 +35,7 @@ def read_checkpoint(filename: str) -> dict:
 
     Raises:
         FileNotFoundError, RuntimeError, UnsafeCheckpointError: naming the
-            file (see :func:`bootmae_mm.compat.safe_torch_load`).
+            file (see :func:`..checkpoint_files.safe_torch_load`).
         ValueError: the file holds no dict.
     """
     ckpt = safe_load_checkpoint(filename)
