@@ -196,7 +196,7 @@ def test_gpu_decode_tensor_path_on_fake_cuda(tmp_path, monkeypatch):
     from mmcv.transforms import Compose
     from mmengine.registry import TRANSFORMS as ENGINE_TRANSFORMS
 
-    from bootmae_mm.models.data_preprocessors import batched_crop
+    from bootmae_mm.feeding import batched_crop
     from bootmae_mm.feeding.gpu_decode import (
         GPUDecodeDataPreprocessor,
     )

@@ -41,9 +41,10 @@ class BootMAE(BaseSelfSupervisor):
     (:mod:`..backbones.encoder_contract`): ``BootMAEViT``, or mmpretrain's
     ViT-family backbones through the adapter of their family, which keeps
     their parameter names (README "Mixing with mmpretrain" has the table);
-    another one is refused naming ``model.backbone`` and why. The decoders and heads take their sizes from the
-    built encoder (:func:`..utils.build_from_encoder`): an explicit value
-    that cannot work is refused naming its config key.
+    another one is refused naming ``model.backbone`` and why. The decoders
+    and heads take their sizes from the built encoder
+    (:func:`..utils.build_from_encoder`): an explicit value that cannot work
+    is refused naming its config key.
 
     Args:
         backbone (dict): the encoder, e.g. ``BootMAEViT``.
