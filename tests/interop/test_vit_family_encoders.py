@@ -60,7 +60,7 @@ def test_backbone_pretrains_from_the_vit_b_config_at_full_size_on_meta(name):
     with torch.device('meta'):
         if 'HiViT' not in name:
             model = MODELS.build(model_cfg)
-        losses = model._losses(torch.randn(2, 3, 224, 224),
+        losses = model.tensor_losses(torch.randn(2, 3, 224, 224),
                                torch.zeros(2, 14, 14, dtype=torch.bool), 49)
         (losses['loss_pixel'] + losses['loss_feature']).backward()
     assert isinstance(model.backbone, MODELS.get(name))
