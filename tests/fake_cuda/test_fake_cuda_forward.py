@@ -119,10 +119,9 @@ def run_fake_cuda(model, batch):
 
 def test_pretraining_on_fake_cuda(tmp_path, imagenet):
     model, batch = pretraining(tmp_path, imagenet)
-    # the first-step mask check reads the masks back: once, on real data
-    # (as the first step of a run does), before the tensors go fake
-    model._num_visible(batch['masks'].bool())
-    assert model._mask_checked
+    # with num_masking_patches given, the mask count is checked on the
+    # device: the step reads no value back (fake tensors have none)
+    assert model.num_masking_patches is not None
     mode, losses = run_fake_cuda(model, batch)
     assert set(losses) == {'loss_pixel', 'loss_feature', 'feature_weight'}
     # the momentum-target update (what MomentumTargetHook calls after the
@@ -134,21 +133,23 @@ def test_pretraining_on_fake_cuda(tmp_path, imagenet):
         assert_on_cuda(f'target_encoder.{name}', buf, torch.float32)
 
 
-def test_first_step_mask_check_needs_real_values(tmp_path, imagenet):
-    """Without the check done on real data, the first step reads the mask
-    back (bool / int of a device tensor): fake tensors have no values."""
+def test_mask_count_without_num_masking_patches_reads_back(tmp_path,
+                                                          imagenet):
+    """Without ``num_masking_patches`` the step counts the mask on the host
+    (bool / int of a device tensor: a read back, which fake tensors, having
+    no values, refuse)."""
     model, batch = pretraining(tmp_path, imagenet)
+    model.num_masking_patches = None
     with pytest.raises((DataDependentOutputException,
                         GuardOnDataDependentSymNode)) as err:
         run_fake_cuda(model, batch)
-    assert any(entry.name == '_num_visible' for entry in err.traceback)
+    assert any(entry.name == 'num_visible' for entry in err.traceback)
 
 
 def test_a_cpu_tensor_made_in_a_forward_fails_the_tier(tmp_path, imagenet):
     """A planted device mix: the pixel decoder adds a tensor it makes on
     the CPU (no ``device=``), as a slip in a forward would."""
     model, batch = pretraining(tmp_path, imagenet)
-    model._num_visible(batch['masks'].bool())
     decoder_forward = model.pixel_decoder.forward
 
     def forward_with_a_cpu_tensor(*args, **kwargs):
