@@ -25,7 +25,7 @@ class ConfigValueError(ValueError):
         self.value = value
 
 
-def _key_paths(node, key, prefix=''):
+def key_paths(node, key, prefix=''):
     """(dotted config path, sibling ``type``) of every ``key`` in a nested
     dict/list."""
     if isinstance(node, dict):
@@ -33,15 +33,15 @@ def _key_paths(node, key, prefix=''):
             path = f'{prefix}.{k}' if prefix else str(k)
             if k == key:
                 yield path, node.get('type')
-            yield from _key_paths(v, key, path)
+            yield from key_paths(v, key, path)
     elif isinstance(node, (list, tuple)):
         for i, v in enumerate(node):
-            yield from _key_paths(v, key, f'{prefix}[{i}]')
+            yield from key_paths(v, key, f'{prefix}[{i}]')
 
 
 def _value_paths(cfg: Config, key: str, value) -> List[str]:
     """Config paths of every ``key`` that holds ``value``."""
-    return [p for p, _ in _key_paths(cfg.to_dict(), key)
+    return [p for p, _ in key_paths(cfg.to_dict(), key)
             if _lookup(cfg, p) == value]
 
 
@@ -75,7 +75,7 @@ def explain_config_errors(cfg: Config):
         if not match:
             raise
         cls_name, key = match.groups()
-        paths = list(_key_paths(cfg.to_dict(), key))
+        paths = list(key_paths(cfg.to_dict(), key))
         typed = [p for p, t in paths if str(t).split('.')[-1] == cls_name]
         paths = typed or [p for p, _ in paths]
         if not paths:

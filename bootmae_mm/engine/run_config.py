@@ -10,7 +10,7 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from ..config_errors import explain_config_errors
+from ..config_errors import explain_config_errors, key_paths
 from ..datasets.dataset_wrappers import dataset_levels
 from ..feeding.switch import apply_gpu_feeding_switch
 from .checkpoint_fit import check_checkpoint_fits
@@ -126,6 +126,8 @@ def check_settings(cfg: Config, method: str = 'train') -> None:
             raise ValueError(f'{loader_key}.batch_size{where}: '
                              f'batch_size={size!r} must be a positive '
                              'integer (images per process and step).')
+    if method == 'train':
+        check_mask_count(cfg)
     optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') \
         if method == 'train' else None
     for name in ('lr', 'weight_decay'):
@@ -133,6 +135,29 @@ def check_settings(cfg: Config, method: str = 'train') -> None:
         if isinstance(value, (int, float)) and not value >= 0:
             raise ValueError(f'optim_wrapper.optimizer.{name}{where}: '
                              f'{name}={value} must be >= 0.')
+
+
+def check_mask_count(cfg: Config) -> None:
+    """Refuse a model whose ``num_masking_patches`` differs from the
+    masking transform's: the step trusts the model's count on an
+    accelerator (it reads no mask value back), so a mismatch would stop the
+    run at a device-side assert instead of here, naming both keys."""
+    model_count = (cfg.get('model') or {}).get('num_masking_patches')
+    if model_count is None:
+        return
+    loader = cfg.get('train_dataloader') or {}
+    for path, _ in key_paths(loader.get('dataset') or {},
+                             'num_masking_patches'):
+        node = loader['dataset']
+        for part in path.replace('[', '.').replace(']', '').split('.'):
+            node = node[int(part)] if part.isdigit() else node[part]
+        if node != model_count:
+            where = f' in {cfg.filename}' if cfg.filename else ''
+            raise ValueError(
+                f'model.num_masking_patches{where}: '
+                f'model.num_masking_patches={model_count} but the masking '
+                f'transform masks {node} '
+                f'(train_dataloader.dataset.{path}); set them equal.')
 
 
 def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:

@@ -45,7 +45,8 @@ CASES = {
     'model and transform disagree on the mask': (
         ['model.num_masking_patches=10'], ValueError,
         'model.num_masking_patches',
-        'but the masking transform masked 12 of 16 patches'),
+        'model.num_masking_patches=10 but the masking transform masks 12 '
+        '(train_dataloader.dataset.dataset.pipeline[3].num_masking_patches)'),
 }
 
 
