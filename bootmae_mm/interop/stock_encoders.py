@@ -34,7 +34,10 @@ from mmpretrain.models import (
 from mmpretrain.registry import MODELS
 
 from ..models.backbones.bootmae_vit import VisibleTokenEncoderMixin
-from ..models.backbones.encoder_contract import missing_methods
+from ..models.backbones.encoder_contract import (
+    ENCODER_ADAPTERS,
+    missing_methods,
+)
 from .hivit_encoder import HiViTEncoderMixin
 from .visible_positions import attention_at_positions, rope_at_positions
 
@@ -244,3 +247,6 @@ def resolve_encoder_cfg(cfg: dict, key: str = 'model.backbone') -> dict:
         cls = found
     cfg['type'] = adapted_class(cls, key)
     return cfg
+
+
+ENCODER_ADAPTERS.append(resolve_encoder_cfg)

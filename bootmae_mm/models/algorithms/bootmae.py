@@ -12,8 +12,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ...config_errors import ConfigValueError
-from ...interop.stock_encoders import resolve_encoder_cfg
-from ..backbones import check_encoder
+from ..backbones.encoder_contract import adapt_encoder_cfg, check_encoder
 from ..utils import build_from_encoder, freeze_as_buffers
 
 
@@ -81,7 +80,7 @@ class BootMAE(BaseSelfSupervisor):
         if (feature_decoder is None) != (feature_head is None):
             raise ValueError('feature_decoder and feature_head are given '
                              'together (or both left out).')
-        super().__init__(backbone=resolve_encoder_cfg(backbone),
+        super().__init__(backbone=adapt_encoder_cfg(backbone),
                          data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         encoder = self.backbone

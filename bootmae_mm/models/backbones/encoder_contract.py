@@ -15,7 +15,7 @@ An encoder that BootMAE can train:
 - the attributes ``embed_dims``, ``num_heads``, ``patch_size`` and
   ``patch_resolution`` (the patch grid), which the decoders follow.
 """
-from typing import NamedTuple
+from typing import Callable, List, NamedTuple
 
 import torch
 
@@ -36,6 +36,20 @@ class EncoderOutput(NamedTuple):
     #: output of the last block before any final norm (the feature
     #: decoder's context; of the momentum target: the feature target)
     high_level: torch.Tensor
+
+
+#: Functions ``(cfg, key) -> cfg`` that give a backbone config a class
+#: meeting the contract: ``bootmae_mm.interop.stock_encoders`` adds the one
+#: for mmpretrain's ViT family (its adapters), so that the method needs
+#: nothing of ``interop``.
+ENCODER_ADAPTERS: List[Callable[[dict, str], dict]] = []
+
+
+def adapt_encoder_cfg(cfg: dict, key: str = 'model.backbone') -> dict:
+    """``cfg`` passed through every function of :data:`ENCODER_ADAPTERS`."""
+    for adapt in ENCODER_ADAPTERS:
+        cfg = adapt(cfg, key)
+    return cfg
 
 
 def missing_methods(cls: type) -> list:
