@@ -11,7 +11,7 @@ from . import compat
 
 compat.apply()
 
-from . import datasets, engine, models  # noqa: E402,F401
+from . import datasets, engine, evaluation, models  # noqa: E402,F401
 from .model_zoo import register_models  # noqa: E402
 
 register_models()

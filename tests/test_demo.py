@@ -235,6 +235,6 @@ def test_knn_accuracy_votes_by_similarity():
     queries = torch.nn.functional.normalize(
         torch.tensor([[1., 0.05], [0.05, 1.]]), dim=1)
     assert tool.knn_accuracy(bank, labels, queries, torch.tensor([0, 1]),
-                             k=2) == 100.0
+                             k=2)['top1'] == 100.0
     assert tool.knn_accuracy(bank, labels, queries, torch.tensor([1, 0]),
-                             k=2) == 0.0
+                             k=2)['top1'] == 0.0
