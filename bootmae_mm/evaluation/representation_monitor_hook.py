@@ -9,7 +9,7 @@ from mmpretrain.registry import DATASETS, HOOKS
 
 from ..config_errors import ConfigValueError
 from ..engine.model_unwrap import unwrap_model
-from .features import ENCODERS, POOLINGS, extract_features_dist
+from .features import ENCODERS, POOLINGS, eval_pipeline, extract_features_dist
 from .knn import knn_accuracy
 from .rankme import rankme
 
@@ -35,11 +35,17 @@ class RepresentationMonitorHook(Hook):
     (BootMAE, stock MAE, the ablation variants).
 
     Args:
-        bank (dict): the bank's dataset config, or a dataloader config
-            whose ``dataset`` is one (its ``batch_size`` and ``num_workers``
-            are used); with a deterministic pipeline
-            (:func:`~bootmae_mm.evaluation.features.eval_pipeline`).
-        query (dict, optional): the queries, as ``bank``.
+        bank (dict): the bank's dataset config (with a deterministic
+            pipeline, e.g. :func:`~bootmae_mm.evaluation.features.
+            eval_pipeline`), or a dataloader config whose ``dataset`` is
+            one (its ``batch_size`` and ``num_workers`` are used), or,
+            without ``type``, settings that turn the training dataset (the
+            level of ``train_dataloader.dataset`` with a ``split``) into the
+            bank, e.g. ``dict(split='train')``; its pipeline then defaults
+            to :func:`~bootmae_mm.evaluation.features.eval_pipeline` at the
+            encoder's ``img_size``.
+        query (dict, optional): the queries, as ``bank`` (e.g.
+            ``dict(split='val')``).
         interval (int): measure every ``interval`` epochs (``by_epoch``) or
             iterations. Defaults to 1.
         by_epoch (bool): count ``interval`` in epochs. Defaults to True.
@@ -81,7 +87,20 @@ class RepresentationMonitorHook(Hook):
                             batch_size=batch_size, num_workers=num_workers)
         self.bank = self.query = None
 
-    def _build(self, name: str, cfg: dict, labelled: bool):
+    @staticmethod
+    def _from_training_set(runner, cfg: dict) -> dict:
+        """The training dataset's config updated with ``cfg``."""
+        from ..datasets.dataset_wrappers import find_dataset_with
+        _, dataset = find_dataset_with(
+            copy.deepcopy(runner.cfg.train_dataloader.dataset), 'split')
+        if 'pipeline' not in cfg:
+            size = unwrap_model(runner.model).backbone.img_size
+            cfg['pipeline'] = eval_pipeline(
+                size if isinstance(size, int) else size[0])
+        dataset.update(cfg)
+        return dataset
+
+    def _build(self, runner, name: str, cfg: dict, labelled: bool):
         """The dataset of ``bank`` / ``query``, refused (naming the key)
         when it does not build, is empty or has no labels."""
         key = f'{KEY}.{name}'
@@ -96,6 +115,8 @@ class RepresentationMonitorHook(Hook):
                 'num_workers', self.options['num_workers'])
             cfg = cfg['dataset']
         try:
+            if 'type' not in cfg:
+                cfg = self._from_training_set(runner, cfg)
             dataset = DATASETS.build(cfg)
         except Exception as e:
             raise ConfigValueError(
@@ -117,9 +138,9 @@ class RepresentationMonitorHook(Hook):
 
     def before_train(self, runner) -> None:
         labelled = self.query_cfg is not None
-        self.bank = self._build('bank', self.bank_cfg, labelled)
+        self.bank = self._build(runner, 'bank', self.bank_cfg, labelled)
         if labelled:
-            self.query = self._build('query', self.query_cfg, True)
+            self.query = self._build(runner, 'query', self.query_cfg, True)
         if self.initial and runner.iter == 0:
             self.measure(runner)
 

@@ -25,7 +25,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 sys.path[:0] = [HERE, osp.dirname(osp.dirname(HERE))]
 
 from study_configs import REPO, SCALES, VARIANTS, data_cfg  # noqa: E402
-from study_report import write_report  # noqa: E402
+from study_report import _commit, write_report  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -147,6 +147,10 @@ def main(argv=None):
         scale = SCALES[scale_name]
         make_demo_dataset(osp.join(args.out, 'data'), scale['num_train'],
                           scale['num_val'], scale['img_size'])
+        commit = osp.join(args.out, 'commit.txt')
+        if not osp.isfile(commit):
+            with open(commit, 'w') as f:
+                f.write(_commit(args.out) + '\n')
         _run_missing(args, scale_name, runs)
     docs = None if args.quick else args.docs
     return write_report(runs, args.out, docs, args.variants)

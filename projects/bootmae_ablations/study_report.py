@@ -89,7 +89,12 @@ def plot(results: dict, variants, out_file: str) -> str:
     return out_file
 
 
-def _commit() -> str:
+def _commit(out: str) -> str:
+    """The commit the runs were made with: ``out/commit.txt`` (written
+    when the study starts), else this checkout's."""
+    path = osp.join(out, 'commit.txt')
+    if osp.isfile(path):
+        return open(path).read().strip()
     try:
         return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
                               cwd=REPO, capture_output=True, text=True,
@@ -106,7 +111,7 @@ def write_report(runs: str, out: str, docs, variants) -> dict:
     if not results:
         raise SystemExit(f'no results in {runs}: run the study first.')
     block = (f'{table(results, variants)}\n\nMeasured on a 2-core CPU '
-             f'machine, {time.strftime("%Y-%m-%d")}, commit {_commit()}.')
+             f'machine, {time.strftime("%Y-%m-%d")}, commit {_commit(out)}.')
     with open(osp.join(out, 'table.md'), 'w') as f:
         f.write(block + '\n')
     plot(results, variants, osp.join(out, 'ablation_knn.png'))
