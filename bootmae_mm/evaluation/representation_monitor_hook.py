@@ -152,7 +152,7 @@ class RepresentationMonitorHook(Hook):
                          outputs=None) -> None:
         if not self.by_epoch and self.every_n_train_iters(runner,
                                                            self.interval):
-            self.measure(runner)
+            self.measure(runner, runner.iter + 1)  # iterations done
 
     def compute(self, model) -> dict:
         """The scalars for ``model`` (unwrapped), in eval mode; its mode is
@@ -174,16 +174,18 @@ class RepresentationMonitorHook(Hook):
             model.train(was_training)
         return scalars
 
-    def measure(self, runner) -> dict:
-        """Compute, log and return the scalars at ``runner.iter``."""
+    def measure(self, runner, step: Optional[int] = None) -> dict:
+        """Compute, log and return the scalars after ``step`` iterations
+        (default ``runner.iter``)."""
+        step = runner.iter if step is None else step
         start = time.perf_counter()
         scalars = self.compute(unwrap_model(runner.model))
         scalars['monitor/time'] = time.perf_counter() - start
         for name, value in scalars.items():
-            runner.message_hub.update_scalar(f'monitor/{name}'.replace(
-                'monitor/monitor/', 'monitor/'), value)
-        runner.visualizer.add_scalars(scalars, step=runner.iter)
+            key = name if name.startswith('monitor/') else f'monitor/{name}'
+            runner.message_hub.update_scalar(key, value)
+        runner.visualizer.add_scalars(scalars, step=step)
         runner.logger.info(
-            'RepresentationMonitorHook at iter %d: %s', runner.iter,
+            'RepresentationMonitorHook after %d iterations: %s', step,
             ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()))
         return scalars
