@@ -30,8 +30,8 @@ VARIANTS = {
 #: the one scale of every run (``quick``: the test-suite rehearsal)
 SCALES = dict(
     full=dict(embed_dims=64, num_layers=4, num_heads=4, img_size=32,
-              patch_size=4, num_masked=48, num_train=200, num_val=100,
-              batch_size=64, epochs=20, monitor_every=4),
+              patch_size=8, num_masked=12, num_train=200, num_val=100,
+              batch_size=64, epochs=40, monitor_every=8),
     quick=dict(embed_dims=32, num_layers=2, num_heads=2, img_size=16,
                patch_size=4, num_masked=12, num_train=8, num_val=4,
                batch_size=16, epochs=2, monitor_every=1),
