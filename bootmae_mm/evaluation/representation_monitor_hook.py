@@ -18,9 +18,10 @@ KEY = 'custom_hooks.RepresentationMonitorHook'
 
 @HOOKS.register_module()
 class RepresentationMonitorHook(Hook):
-    """Every ``interval`` epochs (or iterations), embed a labelled ``bank``
-    and ``query`` set with the model's encoder and log, as scalars (message
-    hub, ``scalars.json``, TensorBoard, ``curves.png``):
+    """Every ``interval`` epochs (or iterations) and at the end of training,
+    embed a labelled ``bank`` and ``query`` set with the model's encoder and
+    log, as scalars (message hub, ``scalars.json``, TensorBoard,
+    ``curves.png``):
 
     - ``knn/top1``, ``knn/top5``: weighted k-NN accuracy (%) of the queries
       against the bank (cosine similarity, votes ``exp(sim / T)``,
@@ -145,13 +146,15 @@ class RepresentationMonitorHook(Hook):
             self.measure(runner)
 
     def after_train_epoch(self, runner) -> None:
-        if self.by_epoch and self.every_n_epochs(runner, self.interval):
+        if self.by_epoch and (self.every_n_epochs(runner, self.interval)
+                              or self.is_last_train_epoch(runner)):
             self.measure(runner)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
-        if not self.by_epoch and self.every_n_train_iters(runner,
-                                                           self.interval):
+        if not self.by_epoch and (
+                self.every_n_train_iters(runner, self.interval)
+                or self.is_last_train_iter(runner)):
             self.measure(runner, runner.iter + 1)  # iterations done
 
     def compute(self, model) -> dict:
