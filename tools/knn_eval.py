@@ -1,4 +1,5 @@
-"""k-NN evaluation of a BootMAE encoder against a random one of the same shape.
+"""k-NN evaluation of a BootMAE encoder against a random one of the same shape
+(the code of ``RepresentationMonitorHook``, ``bootmae_mm/evaluation``).
 
     python tools/knn_eval.py CONFIG [CHECKPOINT] [--k 10] [--source online]
 

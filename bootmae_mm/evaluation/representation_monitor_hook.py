@@ -87,6 +87,8 @@ class RepresentationMonitorHook(Hook):
         self.options = dict(pooling=pooling, encoder=encoder,
                             batch_size=batch_size, num_workers=num_workers)
         self.bank = self.query = None
+        # per set: a dataloader config's batch size and workers
+        self.set_options = dict(bank=self.options, query=self.options)
 
     @staticmethod
     def _from_training_set(runner, cfg: dict) -> dict:
@@ -110,10 +112,11 @@ class RepresentationMonitorHook(Hook):
                                    f'dataloader config (dict), got {cfg!r}.')
         cfg = copy.deepcopy(cfg)
         if 'dataset' in cfg:  # a dataloader config
-            self.options['batch_size'] = cfg.get(
-                'batch_size', self.options['batch_size'])
-            self.options['num_workers'] = cfg.get(
-                'num_workers', self.options['num_workers'])
+            self.set_options[name] = dict(
+                self.options,
+                batch_size=cfg.get('batch_size', self.options['batch_size']),
+                num_workers=cfg.get('num_workers',
+                                    self.options['num_workers']))
             cfg = cfg['dataset']
         try:
             if 'type' not in cfg:
@@ -164,11 +167,11 @@ class RepresentationMonitorHook(Hook):
         model.eval()
         try:
             bank, bank_labels = extract_features_dist(
-                model, self.bank, **self.options)
+                model, self.bank, **self.set_options['bank'])
             scalars = {'rankme': rankme(bank)}
             if self.query is not None:
                 queries, query_labels = extract_features_dist(
-                    model, self.query, **self.options)
+                    model, self.query, **self.set_options['query'])
                 acc = knn_accuracy(bank, bank_labels, queries, query_labels,
                                    self.k, self.temperature)
                 scalars.update({'knn/top1': acc['top1'],

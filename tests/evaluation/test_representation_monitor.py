@@ -60,13 +60,17 @@ def test_monitor_by_iterations_label_free(image_folder, tmp_path):
     """With no query set only RankMe is logged; the bank needs no labels."""
     runner = runner_with_monitor(
         tmp_path, interval=4, by_epoch=False, initial=False,
-        bank=dict(type='CustomDataset', data_root=str(image_folder),
-                  with_label=False, pipeline=folder_dataset(
-                      image_folder)['pipeline']))
+        # a dataloader config: its batch size is used
+        bank=dict(batch_size=5, dataset=folder_dataset(image_folder,
+                                                       with_label=False)))
     runner.train()
     records = [r for r in scalar_records(runner) if 'rankme' in r]
     assert [r['step'] for r in records] == [4, 6]  # and at the end
     assert 'knn/top1' not in records[0]
+    assert 1 <= records[0]['rankme'] <= 16  # the 16 bank pictures
+    hook, = [h for h in runner.hooks
+             if isinstance(h, RepresentationMonitorHook)]
+    assert hook.set_options['bank']['batch_size'] == 5
 
 
 @pytest.mark.parametrize('name,monitor,message', [
