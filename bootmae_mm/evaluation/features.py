@@ -106,8 +106,11 @@ def extract_features(model, dataset, pooling: str = 'mean',
     module = select_encoder(model, encoder)
     with_cls = getattr(module, 'with_cls_token', True)
     subset = dataset if indices is None else Subset(dataset, list(indices))
+    # its own generator: the loader's base seed is not drawn from the
+    # global RNG, so measuring leaves the training's random stream alone
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=default_collate)
+                        num_workers=num_workers, collate_fn=default_collate,
+                        generator=torch.Generator().manual_seed(0))
     feats, labels = [], []
     for batch in loader:
         tokens = encoder_tokens(module, _preprocess(model, batch))

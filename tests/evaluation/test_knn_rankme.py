@@ -118,3 +118,20 @@ def test_features_of_bootmae_and_stock_mae_encoders():
         select_encoder(mae, 'target')
     with pytest.raises(ValueError, match="pooling='max'"):
         pool(tokens, 'max')
+
+
+def test_extraction_leaves_the_global_random_stream_alone(image_folder):
+    from mmpretrain.registry import DATASETS
+
+    from bootmae_mm.evaluation import extract_features
+    from helpers.monitor import folder_dataset
+    model = MODELS.build(tiny_bootmae_cfg())
+    model.eval()
+    dataset = DATASETS.build(folder_dataset(image_folder))
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    feats, labels = extract_features(model, dataset, batch_size=5)
+    assert torch.equal(torch.rand(4), expected)
+    assert feats.shape == (16, 64) and labels.tolist() == sorted(
+        labels.tolist())  # in dataset order (folders of class 0, then 1)
