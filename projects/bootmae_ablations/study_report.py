@@ -46,11 +46,9 @@ def table(results: dict, variants) -> str:
             continue
         cells = [_mean_std([r[k] for r in rs]) for k, _ in METRICS]
         minutes = statistics.mean(r['pretrain_seconds'] for r in rs) / 60
+        cells.append('-' if v == 'random' else f'{minutes:.1f}')
         lines.append(f'| {v}: {VARIANTS[v][1]} | {len(rs)} | ' +
-                     ' | '.join(cells) +
-                     f' | {minutes:.1f} |' if v != 'random' else
-                     f'| {v}: {VARIANTS[v][1]} | {len(rs)} | ' +
-                     ' | '.join(cells) + ' | - |')
+                     ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
