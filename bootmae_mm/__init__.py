@@ -15,7 +15,7 @@ from . import compat
 
 compat.apply()
 
-from . import datasets, engine, feeding, models  # noqa: E402,F401
+from . import datasets, engine, evaluation, feeding, models  # noqa: E402,F401
 from .interop import checkpoint_loading, stock_encoders  # noqa: E402,F401
 from .interop.model_zoo import register_models  # noqa: E402
 

@@ -150,7 +150,9 @@ def plot_curves(scalars_json: str,
         scalars_json (str): the ``vis_data/scalars.json`` of a work dir.
         out_file (str): where to write the PNG.
         keys (Sequence[str], optional): which curves; defaults to BootMAE's
-            (losses, feature weight, momentum, lr) that the log holds.
+            (losses, feature weight, momentum, lr) and those of
+            ``RepresentationMonitorHook`` (``knn/top1``, ``rankme``) that
+            the log holds.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -158,7 +160,8 @@ def plot_curves(scalars_json: str,
 
     curves = read_scalar_log(scalars_json)
     keys = [k for k in (keys or ('loss', 'loss_pixel', 'loss_feature',
-                                 'feature_weight', 'momentum', 'lr'))
+                                 'feature_weight', 'momentum', 'lr',
+                                 'knn/top1', 'rankme'))
             if k in curves]
     if not keys:
         raise ValueError(f'{scalars_json}: none of the curves to plot is '
@@ -169,7 +172,8 @@ def plot_curves(scalars_json: str,
                              squeeze=False)
     for ax, key in zip(axes.flat, keys):
         steps, values = curves[key]
-        ax.plot(steps, values)
+        ax.plot(steps, values, marker='o' if len(values) <= 30 else None,
+                ms=3)
         ax.set_title(key)
         ax.set_xlabel('iteration')
         ax.grid(alpha=0.3)

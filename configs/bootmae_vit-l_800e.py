@@ -32,4 +32,16 @@ custom_hooks = [
         ramp_epochs=100,
         dynamic=False),
     dict(type='FeatureWeightRampHook', ramp_fraction=0.25),
+    # Representation monitor (README "Representation monitor"): weighted
+    # k-NN (k = 20, cosine, T = 0.07) of 5000 ImageNet val images against a
+    # labelled train subset, and RankMe, every 50 epochs; each rank embeds
+    # its shard. The bank file lists e.g. 10 train images per class, in the
+    # format of meta/train.txt. Uncomment to turn it on:
+    # dict(
+    #     type='RepresentationMonitorHook',
+    #     interval=50,
+    #     bank=dict(split='train', ann_file='meta/train_10_per_class.txt'),
+    #     query=dict(split='val', indices=5000),
+    #     batch_size=256,
+    #     num_workers=8),
 ]

@@ -1,4 +1,5 @@
-"""k-NN evaluation of a BootMAE encoder against a random one of the same shape.
+"""k-NN evaluation of a BootMAE encoder against a random one of the same shape
+(the code of ``RepresentationMonitorHook``, ``bootmae_mm/evaluation``).
 
     python tools/knn_eval.py CONFIG [CHECKPOINT] [--k 10] [--source online]
 
@@ -20,15 +21,15 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.dataset import default_collate  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401
+from bootmae_mm.evaluation import eval_pipeline, extract_features, knn_accuracy  # noqa: E402,E501
+from bootmae_mm.evaluation.features import POOLINGS  # noqa: E402
 from bootmae_mm.interop.checkpoint_loading import load_bootmae_encoder  # noqa: E402
 
-FEATURES = ('mean', 'cls')
+FEATURES = POOLINGS
 
 
 def parse_args(argv=None):
@@ -74,53 +75,24 @@ def build_split(cfg: Config, split: str, size: int):
             f'train_dataloader.dataset ({dataset.get("type")}) has no '
             '`split`; k-NN needs a dataset with train and val splits.')
     dataset.split = split
-    dataset.pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='ResizeEdge', scale=size, edge='short', backend='pillow',
-             interpolation='bicubic'),
-        dict(type='CenterCrop', crop_size=size),
-        dict(type='PackInputs'),
-    ]
+    dataset.pipeline = eval_pipeline(size)
     return DATASETS.build(dataset)
 
 
-@torch.no_grad()
-def extract(model, dataset, batch_size: int):
-    """(features per kind, labels) of every image of ``dataset``."""
-    feats = {kind: [] for kind in FEATURES}
-    labels = []
-    for start in range(0, len(dataset), batch_size):
-        batch = default_collate([dataset[i] for i in range(
-            start, min(start + batch_size, len(dataset)))])
-        data = model.data_preprocessor(batch, training=False)
-        inputs = data['inputs']
-        inputs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        tokens = model.backbone.encode(inputs).latent  # final norm
-        feats['mean'].append(tokens[:, 1:].mean(1))
-        feats['cls'].append(tokens[:, 0])
-        labels += [int(ds.gt_label) for ds in data['data_samples']]
-    return ({k: F.normalize(torch.cat(v), dim=1) for k, v in feats.items()},
-            torch.tensor(labels))
-
-
-def knn_accuracy(bank, bank_labels, queries, query_labels, k=10,
-                 temperature=0.07) -> float:
-    """Top-1 accuracy (%) of the weighted k-NN vote; cosine similarity of
-    L2-normalized features."""
-    num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
-    sim, idx = (queries @ bank.T).topk(min(k, len(bank)), dim=1)
-    votes = torch.zeros(len(queries), num_classes)
-    votes.scatter_add_(1, bank_labels[idx], (sim / temperature).exp())
-    return float((votes.argmax(1) == query_labels).float().mean() * 100)
-
-
 def evaluate(model, bank_set, query_set, args) -> dict:
+    """k-NN top-1 (%) per pooling of ``model``'s backbone (into which the
+    checkpoint's ``args.source`` encoder was loaded)."""
     model.eval()
-    bank, bank_labels = extract(model, bank_set, args.batch_size)
-    queries, query_labels = extract(model, query_set, args.batch_size)
-    return {kind: knn_accuracy(bank[kind], bank_labels, queries[kind],
-                               query_labels, args.k, args.temperature)
-            for kind in FEATURES}
+    results = {}
+    for kind in FEATURES:
+        bank, bank_labels = extract_features(
+            model, bank_set, kind, 'online', args.batch_size)
+        queries, query_labels = extract_features(
+            model, query_set, kind, 'online', args.batch_size)
+        results[kind] = knn_accuracy(bank, bank_labels, queries,
+                                     query_labels, args.k,
+                                     args.temperature)['top1']
+    return results
 
 
 def main(argv=None):

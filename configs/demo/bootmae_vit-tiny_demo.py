@@ -3,7 +3,8 @@
 #   python tools/train.py configs/demo/bootmae_vit-tiny_demo.py
 # ViT-tiny-sized encoder (128 wide, 4 blocks) on 64 px images with 8 px
 # patches (8 x 8 grid, 48 of 64 masked), both target-aware decoders, the
-# momentum target and the feature-weight ramp on a short schedule. The data
+# momentum target and the feature-weight ramp on a short schedule, with the
+# k-NN / RankMe monitor on. The data
 # (6 classes of drawn shapes and textures, ImageNet layout) is drawn into
 # data/demo on first use; the work dir gets checkpoints, the scalar log,
 # reconstruction grids (vis/) and curves.png. Check what it learned with
@@ -111,6 +112,13 @@ custom_hooks = [
     dict(type='FeatureWeightRampHook', ramp_fraction=0.25),
     # reconstruction grids (work_dir/vis/iter_*.png) + curves.png at the end
     dict(type='ReconstructionVisualizationHook', interval=50, num_images=6),
+    # representation quality while it trains: weighted k-NN (k = 20, cosine,
+    # T = 0.07) of the val pictures against the train pictures and RankMe,
+    # on mean-pooled tokens of the online encoder, before the first
+    # iteration (= the random encoder), every 10 epochs and at the end;
+    # logged as knn/top1, knn/top5, rankme, monitor/time
+    dict(type='RepresentationMonitorHook', interval=10,
+         bank=dict(split='train'), query=dict(split='val')),
 ]
 
 default_hooks = dict(

@@ -151,6 +151,12 @@ def test_demo_run_writes_every_artefact(demo_run):
     assert len(scalars) == 1
     records = [json.loads(line) for line in scalars[0].read_text().split(
         '\n') if line.strip()]
+    # the representation monitor's records: before training and at the end
+    monitor = [r for r in records if 'knn/top1' in r]
+    assert [r['step'] for r in monitor] == [0, 3]
+    assert all(0 <= r['knn/top1'] <= 100 and r['rankme'] >= 1
+               for r in monitor)
+    records = [r for r in records if 'knn/top1' not in r]
     assert len(records) == 3
     for key in ('loss_pixel', 'loss_feature', 'feature_weight', 'momentum',
                 'lr'):
@@ -163,8 +169,10 @@ def test_demo_run_writes_every_artefact(demo_run):
         assert grid.size == (4 * 130 + 2, 6 * 130 + 2)
         assert grid.mode == 'RGB'
     assert len(list(work.glob('*/vis_data/vis_image/reconstruction_3.png')))
+    # 3 columns of 400 px; 8 panels (6 training curves, knn/top1, rankme)
+    # make 3 rows of 300 px
     curves = Image.open(work / 'curves.png')
-    assert curves.size[0] > 300 and curves.size[1] > 200
+    assert curves.size == (1200, 900)
 
 
 # ---------------------------------------------------------------------------
@@ -238,6 +246,6 @@ def test_knn_accuracy_votes_by_similarity():
     queries = torch.nn.functional.normalize(
         torch.tensor([[1., 0.05], [0.05, 1.]]), dim=1)
     assert tool.knn_accuracy(bank, labels, queries, torch.tensor([0, 1]),
-                             k=2) == 100.0
+                             k=2)['top1'] == 100.0
     assert tool.knn_accuracy(bank, labels, queries, torch.tensor([1, 0]),
-                             k=2) == 0.0
+                             k=2)['top1'] == 0.0

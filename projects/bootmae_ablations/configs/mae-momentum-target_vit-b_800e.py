@@ -41,3 +41,8 @@ model = dict(
         dict(type='Xavier', layer='Linear', distribution='uniform'),
         dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
     ])
+
+# MAE masks inside the model: the batch is collated without BootMAE's
+# stacked masks (mmpretrain's SelfSupDataPreprocessor takes inputs and data
+# samples only)
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
