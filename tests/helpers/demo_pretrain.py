@@ -12,33 +12,13 @@ import torch
 
 from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from helpers.repo import REPO_ROOT, tool_env
+from helpers.tiny_pretrain import TINY_MODEL_AND_PIPELINE
 
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',
                        'bootmae_vit-tiny_demo.py')
 
 TINY_DEMO_CONFIG = '''
-_base_ = [{demo!r}]
-img_size = 32
-model = dict(
-    backbone=dict(
-        arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2,
-                  feedforward_channels=64),
-        img_size=img_size, patch_size=8),
-    # the decoders' input width, heads and grid follow the encoder
-    pixel_decoder=dict(embed_dims=32, depth=1),
-    feature_decoder=dict(depth=1),
-    num_masking_patches=12)
-train_pipeline = [
-    dict(type='RobustLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.4, 1.),
-         backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='BootMAEMaskGenerator', img_size=img_size, patch_size=8,
-         num_masking_patches=12, num_block_masking_patches=8,
-         min_num_patches=2, max_num_patches=None, random_roll=True),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
+_base_ = [{demo!r}]''' + TINY_MODEL_AND_PIPELINE + '''train_dataloader = dict(
     batch_size={batch_size},
     num_workers={num_workers},
     persistent_workers={persistent},

@@ -9,14 +9,18 @@ PRETRAIN_CONFIG = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
 FOLDER_CONFIG = osp.join(REPO_ROOT, 'configs',
                          'bootmae_vit-b_800e_custom-folder.py')
 
-_TINY = '''
-_base_ = [{base!r}]
+#: the tiny model (32 px, 4 x 4 patch grid, a 2-block 32-wide encoder) and
+#: its training pipeline, over any of our pretraining configs; also the
+#: core of ``helpers.demo_pretrain``'s shrunk demo config (no braces: it
+#: goes through ``str.format`` with the text around it)
+TINY_MODEL_AND_PIPELINE = '''
 img_size = 32
 model = dict(
     backbone=dict(
         arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2,
                   feedforward_channels=64),
         img_size=img_size, patch_size=8),
+    # the decoders' input width, heads and grid follow the encoder
     pixel_decoder=dict(embed_dims=32, depth=1),
     feature_decoder=dict(depth=1),
     num_masking_patches=12)
@@ -30,7 +34,10 @@ train_pipeline = [
          min_num_patches=2, max_num_patches=None, random_roll=True),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(
+'''
+
+_TINY = '''
+_base_ = [{base!r}]''' + TINY_MODEL_AND_PIPELINE + '''train_dataloader = dict(
     batch_size={batch_size}, num_workers=1,
     dataset=dict(dataset=dict(pipeline=train_pipeline{dataset_extra})))
 train_cfg = dict(max_epochs=1)
