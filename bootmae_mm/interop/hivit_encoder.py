@@ -6,7 +6,10 @@ import torch
 import torch.utils.checkpoint as cp
 
 from ..models.backbones.bootmae_vit import VisibleTokenEncoderMixin
-from ..models.backbones.encoder_contract import EncoderOutput
+from ..models.backbones.encoder_contract import (
+    EncoderOutput,
+    check_patches_do_not_overlap,
+)
 from ..models.utils import gather_tokens, mask_to_ids
 from .visible_positions import attention_at_positions
 
@@ -45,14 +48,9 @@ class HiViTEncoderMixin(VisibleTokenEncoderMixin):
                     type(block.attn))
 
     def _check_structure(self) -> None:
-        proj = self.patch_embed.proj
-        if tuple(proj.kernel_size) != tuple(proj.stride) or \
-                proj.kernel_size[0] != proj.kernel_size[1]:
-            raise ValueError(
-                f'model.backbone.kernel_size: BootMAE needs inner patches '
-                f'that do not overlap (kernel {tuple(proj.kernel_size)}, '
-                f'stride {tuple(proj.stride)}); leave kernel_size and '
-                f'pad_size out.')
+        check_patches_do_not_overlap(
+            self.patch_embed.proj, 'model.backbone.kernel_size',
+            what='inner patches', hint='; leave kernel_size and pad_size out')
 
     def _main_blocks(self):
         return self.blocks[-self.num_main_blocks:]

@@ -147,6 +147,10 @@ def test_backbone_pretrains_loads_into_stock_and_fine_tunes(name, tmp_path):
     (dict(type='CAEPretrainViT'), 'set layer_scale_init_value=0.1'),
     (dict(type='ViTEVA02', with_cls_token=False, out_type='avg_featmap'),
      'set with_cls_token=True'),
+    (dict(type='HiViT', kernel_size=8, pad_size=2),
+     'model.backbone.kernel_size: BootMAE needs inner patches that do not '
+     'overlap (kernel (8, 8), stride (2, 2)); leave kernel_size and '
+     'pad_size out'),
 ])
 def test_defaults_that_cannot_work_name_the_key_and_the_value(backbone,
                                                               words):

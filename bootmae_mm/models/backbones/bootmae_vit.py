@@ -17,7 +17,7 @@ from mmpretrain.registry import MODELS
 from ...config_errors import ConfigValueError
 from ..utils import gather_tokens, mask_to_ids, sincos_pos_embed
 from ..weight_init import init_transformer_weights_, xavier_uniform_parts_
-from .encoder_contract import EncoderOutput
+from .encoder_contract import EncoderOutput, check_patches_do_not_overlap
 
 
 class VisibleTokenEncoderMixin:
@@ -72,13 +72,8 @@ class VisibleTokenEncoderMixin:
                 'model.backbone.with_cls_token=False: BootMAE needs a cls '
                 'token (its decoders and the feature target keep it first); '
                 'set with_cls_token=True.')
-        proj = self.patch_embed.projection
-        if tuple(proj.kernel_size) != tuple(proj.stride) or \
-                proj.kernel_size[0] != proj.kernel_size[1]:
-            raise ValueError(
-                f'model.backbone.patch_cfg: BootMAE needs square patches '
-                f'that do not overlap (kernel {tuple(proj.kernel_size)}, '
-                f'stride {tuple(proj.stride)}).')
+        check_patches_do_not_overlap(self.patch_embed.projection,
+                                     'model.backbone.patch_cfg')
 
     def _main_blocks(self):
         """The blocks whose outputs are the taps."""

@@ -68,3 +68,23 @@ def check_encoder(encoder, key: str = 'model.backbone') -> None:
             f'{key}: {type(encoder).__name__} does not meet the BootMAE '
             f'encoder contract (BootMAE docstring, README "Mixing with '
             f'mmpretrain"): it has no {", ".join(missing)}.')
+
+
+def check_patches_do_not_overlap(proj: torch.nn.Conv2d, key: str,
+                                 what: str = 'square patches',
+                                 hint: str = '') -> None:
+    """Raise a ``ValueError`` naming the config ``key`` unless the patch
+    projection ``proj`` cuts square patches that do not overlap (kernel =
+    stride): a visible token must see no pixel of a masked one.
+
+    Args:
+        proj (nn.Conv2d): the patch embedding's projection.
+        key (str): the config key that sets it.
+        what (str): what the message calls the patches.
+        hint (str): what to do, appended to the message.
+    """
+    kernel, stride = tuple(proj.kernel_size), tuple(proj.stride)
+    if kernel != stride or kernel[0] != kernel[1]:
+        raise ValueError(
+            f'{key}: BootMAE needs {what} that do not overlap (kernel '
+            f'{kernel}, stride {stride}){hint}.')
