@@ -5,6 +5,7 @@ meta device; with a tiny arch and real numbers it takes a loss, a backward
 and a momentum update, and its saved encoder loads strictly into the stock
 class and into the classifier of mmpretrain's own fine-tuning config.
 The ViT-family classes that cannot be an encoder are refused with why."""
+import inspect
 import os.path as osp
 import re
 
@@ -90,10 +91,12 @@ def test_backbone_pretrains_loads_into_stock_and_fine_tunes(name, tmp_path):
     # every trained tensor gets a gradient (what runs is what trains)
     assert all(online[k].grad is not None for k in trained), [
         k for k in trained if online[k].grad is None]
+    qkv = [k for k in trained if k.endswith('qkv.weight')]
+    assert online[qkv[0]].grad.abs().sum() > 0  # the first block learns
 
     # one SGD step, then the EMA update of the momentum target
     target = dict(model.target_encoder.named_buffers())
-    key = [k for k in trained if k.endswith('qkv.weight')][-1]
+    key = qkv[-1]
     torch.testing.assert_close(target[key], online[key].detach(),
                                rtol=0, atol=0)
     torch.optim.SGD([online[k] for k in trained], lr=1.).step()
@@ -102,6 +105,8 @@ def test_backbone_pretrains_loads_into_stock_and_fine_tunes(name, tmp_path):
     model.update_target(0.9)
     torch.testing.assert_close(target[key],
                                0.9 * before + 0.1 * online[key].detach())
+    for k, buf in model.backbone.named_buffers():  # e.g. BEiT's indices
+        assert torch.equal(target[k], buf), k
 
     # save; the encoder loads strictly into the stock class
     ckpt = tmp_path / 'pretrain.pth'
@@ -114,6 +119,17 @@ def test_backbone_pretrains_loads_into_stock_and_fine_tunes(name, tmp_path):
     assert stock.state_dict().keys() == ours.keys()
     for k, v in stock.state_dict().items():
         assert torch.equal(v, ours[k]), k
+    # and computes what the stock class computes (a masked-modeling class
+    # masks at random unless its second argument is None; MFFViT even then:
+    # the same seed for both)
+    model.eval()
+    stock.eval()
+    args = (None, ) * (len(inspect.signature(stock.forward).parameters) - 1)
+    with torch.no_grad():
+        torch.manual_seed(2)
+        ours = model.backbone(imgs, *args)
+        torch.manual_seed(2)
+        torch.testing.assert_close(ours, stock(imgs, *args), rtol=0, atol=0)
 
     # mmpretrain's own fine-tuning config, at the tiny size
     ft_path, ft_keys, new_keys = ROWS[name][2:]
