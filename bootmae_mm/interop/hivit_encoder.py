@@ -10,7 +10,7 @@ from ..models.backbones.encoder_contract import (
     EncoderOutput,
     check_patches_do_not_overlap,
 )
-from ..models.utils import gather_tokens, mask_to_ids
+from ..models.utils import gather_tokens, visible_ids
 from .visible_positions import attention_at_positions
 
 
@@ -73,10 +73,7 @@ class HiViTEncoderMixin(VisibleTokenEncoderMixin):
         x = self.patch_embed(x)  # (B, N, inner, inner, C)
         ids = None
         if mask is not None:
-            mask = mask.flatten(1).bool()
-            if num_visible is None:
-                num_visible = int((~mask[0]).sum())
-            ids = mask_to_ids(mask)[0][:, :num_visible]
+            ids = visible_ids(mask, num_visible)
             x = torch.gather(x, 1, ids[:, :, None, None, None].expand(
                 -1, -1, *x.shape[2:]))
         for block in self.blocks[:-self.num_main_blocks]:

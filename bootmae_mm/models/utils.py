@@ -45,6 +45,17 @@ def mask_to_ids(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return ids_shuffle, ids_restore
 
 
+def visible_ids(mask: torch.Tensor,
+                num_visible: Optional[int] = None) -> torch.Tensor:
+    """The visible patch indices (B, V), ascending, of a (B, h, w) or
+    (B, N) patch mask, 1 = masked; every image has ``num_visible`` of them
+    (when None: read back from the first image's mask)."""
+    mask = mask.flatten(1).bool()
+    if num_visible is None:
+        num_visible = int((~mask[0]).sum())
+    return mask_to_ids(mask)[0][:, :num_visible]
+
+
 def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``x[b, ids[b]]`` for (B, N, C) tokens and (B, M) indices."""
     return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -15,7 +15,7 @@ from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 
 from ...config_errors import ConfigValueError
-from ..utils import gather_tokens, mask_to_ids, sincos_pos_embed
+from ..utils import gather_tokens, sincos_pos_embed, visible_ids
 from ..weight_init import init_transformer_weights_, xavier_uniform_parts_
 from .encoder_contract import EncoderOutput, check_patches_do_not_overlap
 
@@ -121,10 +121,7 @@ class VisibleTokenEncoderMixin:
                 extra = extra + self.pos_embed[:, :num_pos_extra]
         ids = None
         if mask is not None:
-            mask = mask.flatten(1).bool()
-            if num_visible is None:
-                num_visible = int((~mask[0]).sum())
-            ids = mask_to_ids(mask)[0][:, :num_visible]
+            ids = visible_ids(mask, num_visible)
             x = gather_tokens(x, ids)
         x = torch.cat((extra.expand(B, -1, -1), x), dim=1)
         x = self.drop_after_pos(x)
