@@ -98,6 +98,17 @@ def pretrained(tmp_path_factory):
     return path
 
 
+def train_tool_output(cfg, tmp_path):
+    """``cfg`` dumped and trained by ``tools/train.py`` (work dir
+    ``tmp_path/work``): its output, the run having succeeded."""
+    path = str(tmp_path / 'tiny.py')
+    cfg.dump(path)
+    result = run_tool(['tools/train.py', path, '--work-dir',
+                       str(tmp_path / 'work')])
+    assert result.returncode == 0, result.stdout[-5000:]
+    return result.stdout
+
+
 @pytest.mark.parametrize('config', [
     'configs/finetune/bootmae_vit-b_ft-100e_in1k.py',
     'configs/linear/bootmae_vit-b_linear-90e_in1k.py'])
@@ -107,13 +118,9 @@ def test_classification_configs_train_on_cpu(tmp_path, imagenet, pretrained,
     linear probing (AmpOptimWrapper, LARS): one epoch and validation."""
     cfg = tiny_cls_config(config, pretrained, data_root=imagenet)
     cfg.log_level = 'INFO'
-    path = str(tmp_path / 'tiny_cls.py')
-    cfg.dump(path)
-    result = run_tool(['tools/train.py', path, '--work-dir',
-                       str(tmp_path / 'work')])
-    assert result.returncode == 0, result.stdout[-5000:]
-    assert 'accuracy/top1' in result.stdout
-    assert_one_warning(result.stdout, [
+    out = train_tool_output(cfg, tmp_path)
+    assert 'accuracy/top1' in out
+    assert_one_warning(out, [
         'optim_wrapper.type=OptimWrapper',
         'train_dataloader.pin_memory=False',
         'val_dataloader.pin_memory=False',
@@ -127,13 +134,9 @@ def test_segmentation_config_trains_on_cpu(tmp_path):
     save_bootmae_checkpoint(ckpt)
     cfg = tiny_seg_train_config(SEG_CONFIG, make_ade20k(tmp_path / 'ade'),
                                 str(ckpt), max_iters=2)
-    path = str(tmp_path / 'tiny_seg.py')
-    cfg.dump(path)
-    result = run_tool(['tools/train.py', path, '--work-dir',
-                       str(tmp_path / 'work')])
-    assert result.returncode == 0, result.stdout[-5000:]
-    assert 'mIoU' in result.stdout
-    assert_one_warning(result.stdout, ['optim_wrapper.type=OptimWrapper'])
+    out = train_tool_output(cfg, tmp_path)
+    assert 'mIoU' in out
+    assert_one_warning(out, ['optim_wrapper.type=OptimWrapper'])
 
 
 # ------------------------------------------------ the fallback's decisions
