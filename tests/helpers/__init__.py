@@ -14,7 +14,9 @@ on ``sys.path``, so a test imports ``from helpers.<module> import ...``):
 - ``demo_pretrain``: the demo pretraining config shrunk to 32 px, run
   through ``tools/train.py`` (killable), and its checkpoints read back.
 - ``tiny_pretrain``: the production or custom-folder pretraining config
-  shrunk to a tiny BootMAE on 32 px pictures, GPU settings left as they are.
+  shrunk to a tiny BootMAE on 32 px pictures, GPU settings left as they are
+  (its tiny model and pipeline text, ``TINY_MODEL_AND_PIPELINE``, is also
+  ``demo_pretrain``'s).
 - ``downstream``: the fine-tuning / linear-probing configs shrunk
   (``tiny_cls_config``).
 - ``segmentation``: the segmentation config's segmentor shrunk, a tiny
