@@ -1,6 +1,7 @@
 """Compatibility shims for today's stack, in one place, applied on import.
 
-Each shim is small, idempotent and covered by ``tests/interop/test_compat.py``:
+Each shim is small, idempotent and covered by
+``tests/compat/test_compat_shims.py``:
 
 1. ``mmcv.ops`` without compiled extensions (mmcv-lite): mmseg 1.2 imports
    ``mmcv.ops`` at import time. When ``mmcv._ext`` is missing we install a
