@@ -3,6 +3,7 @@ random iterations and resumed with ``--resume auto`` ends with bit-identical
 weights, momentum target and optimizer state to a run never interrupted."""
 import random
 import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ def test_killed_run_resumes_bit_exactly(tmp_path):
     total = 15
     # the uninterrupted run, alongside the interrupted one
     reference = subprocess.Popen(
-        ['python', '-c', 'import sys; sys.path.insert(0, "tests"); '
+        [sys.executable, '-c', 'import sys; sys.path.insert(0, "tests"); '
          'from helpers.demo_pretrain import run_train_tool; '
          f'rc, out, _ = run_train_tool({config!r}, '
          f'{str(tmp_path / "ref")!r}); '
