@@ -26,13 +26,13 @@ class ConfigValueError(ValueError):
 
 
 def key_paths(node, key, prefix=''):
-    """(dotted config path, sibling ``type``) of every ``key`` in a nested
-    dict/list."""
+    """(dotted config path, the dict holding it) of every ``key`` in a
+    nested dict/list."""
     if isinstance(node, dict):
         for k, v in node.items():
             path = f'{prefix}.{k}' if prefix else str(k)
             if k == key:
-                yield path, node.get('type')
+                yield path, node
             yield from key_paths(v, key, path)
     elif isinstance(node, (list, tuple)):
         for i, v in enumerate(node):
@@ -41,15 +41,8 @@ def key_paths(node, key, prefix=''):
 
 def _value_paths(cfg: Config, key: str, value) -> List[str]:
     """Config paths of every ``key`` that holds ``value``."""
-    return [p for p, _ in key_paths(cfg.to_dict(), key)
-            if _lookup(cfg, p) == value]
-
-
-def _lookup(cfg: Config, path: str):
-    node = cfg.to_dict()
-    for part in re.findall(r'\w+|\[\d+\]', path):
-        node = node[int(part[1:-1])] if part.startswith('[') else node[part]
-    return node
+    return [p for p, holder in key_paths(cfg.to_dict(), key)
+            if holder[key] == value]
 
 
 @contextmanager
@@ -76,7 +69,8 @@ def explain_config_errors(cfg: Config):
             raise
         cls_name, key = match.groups()
         paths = list(key_paths(cfg.to_dict(), key))
-        typed = [p for p, t in paths if str(t).split('.')[-1] == cls_name]
+        typed = [p for p, holder in paths
+                 if str(holder.get('type')).split('.')[-1] == cls_name]
         paths = typed or [p for p, _ in paths]
         if not paths:
             raise

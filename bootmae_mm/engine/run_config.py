@@ -146,18 +146,16 @@ def check_mask_count(cfg: Config) -> None:
     if model_count is None:
         return
     loader = cfg.get('train_dataloader') or {}
-    for path, _ in key_paths(loader.get('dataset') or {},
-                             'num_masking_patches'):
-        node = loader['dataset']
-        for part in path.replace('[', '.').replace(']', '').split('.'):
-            node = node[int(part)] if part.isdigit() else node[part]
-        if node != model_count:
+    for path, holder in key_paths(loader.get('dataset') or {},
+                                  'num_masking_patches',
+                                  'train_dataloader.dataset'):
+        count = holder['num_masking_patches']
+        if count != model_count:
             where = f' in {cfg.filename}' if cfg.filename else ''
             raise ValueError(
                 f'model.num_masking_patches{where}: '
                 f'model.num_masking_patches={model_count} but the masking '
-                f'transform masks {node} '
-                f'(train_dataloader.dataset.{path}); set them equal.')
+                f'transform masks {count} ({path}); set them equal.')
 
 
 def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
