@@ -11,19 +11,20 @@ from mmpretrain.utils import get_ori_model
 from ..models.data_preprocessors import PreparedBatch
 
 
-def _tensors(data) -> Iterator[torch.Tensor]:
-    """Every tensor of a prepared batch (data samples' fields included)."""
+def batch_tensors(data) -> Iterator[torch.Tensor]:
+    """Every tensor of a prepared batch (data samples' fields included), or
+of any nest of dicts, lists, tuples and mmengine data elements."""
     if isinstance(data, torch.Tensor):
         yield data
     elif isinstance(data, dict):
         for value in data.values():
-            yield from _tensors(value)
+            yield from batch_tensors(value)
     elif isinstance(data, (list, tuple)):
         for value in data:
-            yield from _tensors(value)
+            yield from batch_tensors(value)
     elif hasattr(data, 'all_values'):  # mmengine BaseDataElement
         for value in data.all_values():
-            yield from _tensors(value)
+            yield from batch_tensors(value)
 
 
 class BatchPrefetcher:
@@ -88,7 +89,7 @@ class BatchPrefetcher:
         if self._stream is not None:
             main = torch.cuda.current_stream(self._stream.device)
             main.wait_stream(self._stream)
-            for tensor in _tensors(batch):
+            for tensor in batch_tensors(batch):
                 if tensor.is_cuda:
                     tensor.record_stream(main)
         return batch

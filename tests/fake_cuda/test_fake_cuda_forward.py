@@ -20,6 +20,7 @@ from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
 import bootmae_mm  # noqa: F401
 import bootmae_mm.segmentation  # noqa: F401
 from bootmae_mm.datasets.mask_collate import mask_collate
+from bootmae_mm.feeding.prefetch_loop import batch_tensors
 from helpers.downstream import CLASSES, tiny_cls_config
 from helpers.fake_cuda import (
     CUDA,
@@ -28,7 +29,6 @@ from helpers.fake_cuda import (
     fake_mode,
     module_to_fake_cuda,
     record_module_outputs,
-    tensors,
     to_fake_cuda,
 )
 from helpers.image_folder import make_image_folder
@@ -96,7 +96,7 @@ def run_fake_cuda(model, batch):
         inputs = data['inputs']
         for t in [inputs] if torch.is_tensor(inputs) else inputs:
             assert_on_cuda('inputs', t, torch.float32)
-        for t in tensors(data['data_samples']):
+        for t in batch_tensors(data['data_samples']):
             assert_on_cuda('data_samples', t)
         with record_module_outputs(model) as outputs, cuda_autocast():
             losses = model(**data, mode='loss')
@@ -104,7 +104,7 @@ def run_fake_cuda(model, batch):
         if 'loss' in name:  # what the optim wrapper sums and backprops
             assert_on_cuda(name, value, torch.float32)
             assert value.dim() == 0, (name, value.shape)
-        for t in tensors(value):
+        for t in batch_tensors(value):
             assert_on_cuda(name, t)
     for name, _, t in outputs:
         assert_on_cuda(name, t)

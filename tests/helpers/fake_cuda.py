@@ -10,6 +10,8 @@ import torch.nn as nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
+from bootmae_mm.feeding.prefetch_loop import batch_tensors
+
 CUDA = torch.device('cuda', 0)
 
 
@@ -62,22 +64,6 @@ def cuda_autocast(dtype=torch.bfloat16):
         yield
 
 
-def tensors(tree):
-    """Every tensor in a nested structure of dicts, lists, tuples and
-    mmengine data elements."""
-    if isinstance(tree, torch.Tensor):
-        yield tree
-    elif isinstance(tree, dict):
-        for value in tree.values():
-            yield from tensors(value)
-    elif isinstance(tree, (list, tuple)):
-        for value in tree:
-            yield from tensors(value)
-    elif hasattr(tree, 'all_values'):  # BaseDataElement
-        for value in tree.all_values():
-            yield from tensors(value)
-
-
 @contextmanager
 def record_module_outputs(model: nn.Module):
     """Record ``(module name, module, output tensor)`` of every module's
@@ -86,7 +72,7 @@ def record_module_outputs(model: nn.Module):
     handles = [
         module.register_forward_hook(
             lambda mod, args, out, name=name: records.extend(
-                (name, mod, t) for t in tensors(out)))
+                (name, mod, t) for t in batch_tensors(out)))
         for name, module in model.named_modules()]
     try:
         yield records
