@@ -16,7 +16,7 @@ class LoadImageBytes(BaseTransform):
 
     The first transform of the GPU decode path: the data loader workers only
     read files (and build masks), and
-    :class:`~bootmae_mm.models.data_preprocessors.GPUDecodeDataPreprocessor`
+    :class:`~bootmae_mm.feeding.gpu_decode.GPUDecodeDataPreprocessor`
     decodes, crops, flips and normalizes the whole batch on the model's
     device. Use ``pseudo_collate`` in the data loader, since files differ in
     length. :class:`mmpretrain.datasets.PackInputs` turns the array into a

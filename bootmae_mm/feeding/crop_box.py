@@ -75,7 +75,7 @@ class RandomResizedCropBox(BaseTransform):
 
     For the GPU decode path (``LoadImageBytes`` -> this ->
     ``BootMAEMaskGenerator`` -> ``PackInputs``), where
-    :class:`~bootmae_mm.models.data_preprocessors.GPUDecodeDataPreprocessor`
+    :class:`~bootmae_mm.feeding.gpu_decode.GPUDecodeDataPreprocessor`
     crops, resizes and flips the whole batch on the device. Drawn here, in
     the data loader worker, the box and flip come from the sample's random
     state: with :class:`~bootmae_mm.datasets.SeededDataset` they depend on

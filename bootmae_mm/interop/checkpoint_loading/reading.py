@@ -35,7 +35,8 @@ def read_checkpoint(filename: str) -> dict:
 
     Raises:
         FileNotFoundError, RuntimeError, UnsafeCheckpointError: naming the
-            file (see :func:`..checkpoint_files.safe_torch_load`).
+            file (see
+            :func:`bootmae_mm.interop.checkpoint_files.safe_torch_load`).
         ValueError: the file holds no dict.
     """
     ckpt = safe_load_checkpoint(filename)
