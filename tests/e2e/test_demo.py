@@ -236,16 +236,3 @@ def test_knn_tool_compares_pretrained_and_random(demo_run, capsys):
     for accs in results.values():
         assert set(accs) == {'mean', 'cls'}
         assert all(0 <= a <= 100 for a in accs.values())
-
-
-def test_knn_accuracy_votes_by_similarity():
-    tool = _tool('knn_eval')
-    bank = torch.nn.functional.normalize(
-        torch.tensor([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]), dim=1)
-    labels = torch.tensor([0, 0, 1, 1])
-    queries = torch.nn.functional.normalize(
-        torch.tensor([[1., 0.05], [0.05, 1.]]), dim=1)
-    assert tool.knn_accuracy(bank, labels, queries, torch.tensor([0, 1]),
-                             k=2)['top1'] == 100.0
-    assert tool.knn_accuracy(bank, labels, queries, torch.tensor([1, 0]),
-                             k=2)['top1'] == 0.0
