@@ -3,7 +3,6 @@ BootMAE encoder."""
 from typing import Optional
 
 import torch
-import torch.utils.checkpoint as cp
 
 from ..models.backbones.bootmae_vit import VisibleTokenEncoderMixin
 from ..models.backbones.encoder_contract import (
@@ -11,7 +10,7 @@ from ..models.backbones.encoder_contract import (
     check_patches_do_not_overlap,
 )
 from ..models.utils import gather_tokens, visible_ids
-from .visible_positions import attention_at_positions
+from .visible_positions import blocks_attend_at_positions
 
 
 def _with_cls_slot(tokens: torch.Tensor) -> torch.Tensor:
@@ -42,10 +41,8 @@ class HiViTEncoderMixin(VisibleTokenEncoderMixin):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for block in self._main_blocks():  # a bias per block (rpe=True)
-            if block.attn.relative_position_bias_table is not None:
-                block.attn.__class__ = attention_at_positions(
-                    type(block.attn))
+        # a bias per block (rpe=True)
+        blocks_attend_at_positions(self._main_blocks())
 
     def _check_structure(self) -> None:
         check_patches_do_not_overlap(
@@ -87,13 +84,7 @@ class HiViTEncoderMixin(VisibleTokenEncoderMixin):
         # rpe=True: the bias between the kept tokens' grid positions
         positions = (None if not self.rpe else
                      True if ids is None else ids)
-        low_level = None
-        checkpoint = self._checkpointing()
-        for i, block in enumerate(self._main_blocks()):
-            x = cp.checkpoint(block, x, positions, use_reentrant=False) \
-                if checkpoint else block(x, positions)
-            if i == self.low_level_index:
-                low_level = x
+        low_level, x = self._run_blocks(x, (positions, ))
         high_level = _with_cls_slot(x)
         return EncoderOutput(high_level, _with_cls_slot(low_level),
                              high_level)

@@ -39,7 +39,7 @@ from ..models.backbones.encoder_contract import (
     missing_methods,
 )
 from .hivit_encoder import HiViTEncoderMixin
-from .visible_positions import attention_at_positions, rope_at_positions
+from .visible_positions import blocks_attend_at_positions, rope_at_positions
 
 
 class RotaryEncoderMixin(VisibleTokenEncoderMixin):
@@ -73,12 +73,8 @@ class RelativeBiasEncoderMixin(VisibleTokenEncoderMixin):
                 f'{type(self).__name__}) fails in BEiT\'s blocks; set '
                 f'layer_scale_init_value=0.1 (as CAE\'s configs do) or 0.')
         super().__init__(*args, **kwargs)
-        self.bias_per_block = False
-        for layer in self.layers:  # a bias per block (or shared, or none)
-            if layer.attn.relative_position_bias_table is not None:
-                layer.attn.__class__ = attention_at_positions(
-                    type(layer.attn))
-                self.bias_per_block = True
+        # a bias per block (or shared, or none)
+        self.bias_per_block = blocks_attend_at_positions(self.layers)
 
     def _block_args(self, ids: Optional[torch.Tensor]) -> tuple:
         if ids is None:

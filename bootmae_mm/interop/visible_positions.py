@@ -67,3 +67,15 @@ def attention_at_positions(attn_cls: type) -> type:
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, T, C)))
 
     return _subclass(attn_cls, attention_forward)
+
+
+def blocks_attend_at_positions(blocks) -> bool:
+    """Give every block whose attention has its own relative position bias
+    table :func:`attention_at_positions` (same module, parameters and
+    names); returns whether any block has one."""
+    found = False
+    for block in blocks:
+        if block.attn.relative_position_bias_table is not None:
+            block.attn.__class__ = attention_at_positions(type(block.attn))
+            found = True
+    return found

@@ -142,6 +142,22 @@ class VisibleTokenEncoderMixin:
     def _checkpointing(self) -> bool:
         return self.with_cp and self.training and torch.is_grad_enabled()
 
+    def _run_blocks(self, x: torch.Tensor, args: tuple) -> tuple:
+        """Run :meth:`_main_blocks` on ``x`` (each block also given
+        ``args``), checkpointing their activations where
+        :meth:`_checkpointing` says so; returns ``(low_level, x)``: the
+        output of block ``low_level_index`` and of the last block."""
+        low_level = None
+        checkpoint = self._checkpointing()
+        for i, block in enumerate(self._main_blocks()):
+            if checkpoint:
+                x = cp.checkpoint(block, x, *args, use_reentrant=False)
+            else:
+                x = block(x, *args)
+            if i == self.low_level_index:
+                low_level = x
+        return low_level, x
+
     def encode(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,
                num_visible: Optional[int] = None) -> EncoderOutput:
         """(latent, low_level, high_level) of cls + visible tokens, or of the
@@ -154,16 +170,7 @@ class VisibleTokenEncoderMixin:
                 value of the mask is read back to the host.
         """
         x, ids = self._visible_tokens(x, mask, num_visible)
-        args = self._block_args(ids)
-        low_level = None
-        checkpoint = self._checkpointing()
-        for i, layer in enumerate(self.layers):
-            if checkpoint:
-                x = cp.checkpoint(layer, x, *args, use_reentrant=False)
-            else:
-                x = layer(x, *args)
-            if i == self.low_level_index:
-                low_level = x
+        low_level, x = self._run_blocks(x, self._block_args(ids))
         latent = self.ln1(x) if self.final_norm else x
         return self._contract_output(latent, low_level, x)
 
