@@ -16,8 +16,7 @@ from bootmae_mm.engine import device_fallback
 from bootmae_mm.engine.device_fallback import fallback_message, fit_to_device
 from helpers.bootmae import tiny_bootmae_cfg
 from helpers.demo_pretrain import run_train_tool
-from helpers.downstream import CLASSES, tiny_cls_config
-from helpers.image_folder import make_image_folder
+from helpers.downstream import CLASSES, make_tiny_imagenet, tiny_cls_config
 from helpers.repo import REPO_ROOT, free_port, run_tool
 from helpers.segmentation import (
     make_ade20k,
@@ -60,10 +59,7 @@ def assert_one_warning(output, expected_changes):
 @pytest.fixture(scope='module')
 def imagenet(tmp_path_factory):
     """ImageNet layout, 3 classes: train/ 4 pictures each, val/ 2."""
-    root = tmp_path_factory.mktemp('imagenet')
-    make_image_folder(root / 'train', classes=CLASSES, per_class=4, size=40)
-    make_image_folder(root / 'val', classes=CLASSES, per_class=2, seed=1)
-    return str(root)
+    return make_tiny_imagenet(tmp_path_factory.mktemp('imagenet'))
 
 
 @pytest.mark.parametrize('ranks', [1, 2])

@@ -21,7 +21,7 @@ import bootmae_mm  # noqa: F401
 import bootmae_mm.segmentation  # noqa: F401
 from bootmae_mm.datasets.mask_collate import mask_collate
 from bootmae_mm.feeding.prefetch_loop import batch_tensors
-from helpers.downstream import CLASSES, tiny_cls_config
+from helpers.downstream import CLASSES, make_tiny_imagenet, tiny_cls_config
 from helpers.fake_cuda import (
     CUDA,
     cuda_autocast,
@@ -43,9 +43,7 @@ SEG_CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
 
 @pytest.fixture(scope='module')
 def imagenet(tmp_path_factory):
-    root = tmp_path_factory.mktemp('imagenet')
-    make_image_folder(root / 'train', classes=CLASSES, per_class=2)
-    return str(root)
+    return make_tiny_imagenet(tmp_path_factory.mktemp('imagenet'))
 
 
 def build(cfg, scope):

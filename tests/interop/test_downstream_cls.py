@@ -19,8 +19,12 @@ from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from bootmae_mm.interop.checkpoint_loading import load_bootmae_encoder
 from bootmae_mm.interop.reference_mapping import bootmae_to_reference
 from helpers.bootmae import TINY_ARCH, tiny_bootmae_cfg
-from helpers.downstream import CLASSES, DEPTH, tiny_cls_config
-from helpers.image_folder import make_image_folder
+from helpers.downstream import (
+    CLASSES,
+    DEPTH,
+    make_tiny_imagenet,
+    tiny_cls_config,
+)
 from helpers.repo import REPO_ROOT
 
 FT_B = 'configs/finetune/bootmae_vit-b_ft-100e_in1k.py'
@@ -53,10 +57,7 @@ def pretrained(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def imagenet(tmp_path_factory):
-    root = tmp_path_factory.mktemp('imagenet')
-    make_image_folder(root / 'train', classes=CLASSES, per_class=4)
-    make_image_folder(root / 'val', classes=CLASSES, per_class=2, seed=1)
-    return str(root)
+    return make_tiny_imagenet(tmp_path_factory.mktemp('imagenet'))
 
 
 def tiny_config(path, checkpoint, source='online', data_root=None,
