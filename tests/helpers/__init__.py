@@ -10,7 +10,9 @@ on ``sys.path``, so a test imports ``from helpers.<module> import ...``):
   training config around it (``tiny_vit_classifier_cfg``,
   ``tiny_classifier_train_cfg``), ``write_config``.
 - ``bootmae``: a tiny BootMAE model config, masks and in-memory masked
-  data, and the Runner arguments for a tiny BootMAE run.
+  data, the Runner arguments for a tiny BootMAE run, and a tiny BootMAE
+  checkpoint whose online encoder and momentum target differ
+  (``save_bootmae_checkpoint``).
 - ``demo_pretrain``: the demo pretraining config shrunk to 32 px, run
   through ``tools/train.py`` (killable), and its checkpoints read back.
 - ``tiny_pretrain``: the production or custom-folder pretraining config
@@ -18,9 +20,10 @@ on ``sys.path``, so a test imports ``from helpers.<module> import ...``):
   (its tiny model and pipeline text, ``TINY_MODEL_AND_PIPELINE``, is also
   ``demo_pretrain``'s).
 - ``downstream``: the fine-tuning / linear-probing configs shrunk
-  (``tiny_cls_config``).
-- ``segmentation``: the segmentation config's segmentor shrunk, a tiny
-  BootMAE checkpoint for it, a generated ADE20K folder, the shrunk training
+  (``tiny_cls_config``) and a tiny ImageNet folder of their 3 classes
+  (``make_tiny_imagenet``).
+- ``segmentation``: the segmentation config's segmentor shrunk (its
+  encoder arch ``ARCH``), a generated ADE20K folder, the shrunk training
   config (``tiny_seg_train_config``).
 - ``fake_cuda``: models and batches on a fake ``cuda:0`` (FakeTensorMode),
   CUDA autocast without CUDA, module outputs recorded.

@@ -13,13 +13,13 @@ from mmengine.config import Config
 import bootmae_mm.segmentation  # noqa: F401  (registers BootMAEViTSeg)
 from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from bootmae_mm.models.utils import sincos_pos_embed
+from helpers.bootmae import save_bootmae_checkpoint
 from helpers.float_bounds import assert_rounding_close
 from helpers.repo import REPO_ROOT, load_tool
 from helpers.segmentation import (
     ARCH,
     PATCH,
     make_ade20k,
-    save_bootmae_checkpoint,
     tiny_model_overrides,
     tiny_seg_train_config,
 )
@@ -112,7 +112,7 @@ def test_full_size_backbone_matches_recipe():
 
 def test_bootmae_checkpoint_loads_into_backbone(tmp_path):
     ckpt = tmp_path / 'bootmae.pth'
-    source = save_bootmae_checkpoint(ckpt)
+    source = save_bootmae_checkpoint(ckpt, arch=ARCH)
     for which in ('online', 'target'):
         encoder = source.target_encoder if which == 'target' \
             else source.backbone
@@ -215,7 +215,7 @@ def test_mmseg_inference_apis_take_our_config(tmp_path):
     up to it; the prediction comes back at the picture's own size)."""
     from mmseg.apis import MMSegInferencer, inference_model, init_model
     ckpt = tmp_path / 'bootmae.pth'
-    save_bootmae_checkpoint(ckpt)
+    save_bootmae_checkpoint(ckpt, arch=ARCH)
     cfg = Config.fromfile(CONFIG)
     tiny_model_overrides(cfg.model, img_size=64, checkpoint=str(ckpt))
     for pipeline in (cfg.test_pipeline, cfg.test_dataloader.dataset.pipeline):
@@ -328,7 +328,7 @@ def test_position_embedding_starts_from_the_resized_checkpoint_table(
     bicubically (cls row kept), the layer scales start at 1.0."""
     import torch.nn.functional as F
     ckpt = tmp_path / 'bootmae.pth'
-    source = save_bootmae_checkpoint(ckpt)
+    source = save_bootmae_checkpoint(ckpt, arch=ARCH)
     backbone = tiny_backbone(img_size=64, checkpoint=ckpt)
     # the checkpoint's table (perturbed by save_bootmae_checkpoint: taken
     # from the checkpoint, not recomputed), resized
@@ -406,7 +406,7 @@ def test_tiny_upernet_trains_and_reports_miou(tmp_path):
     assert mmcv is not None
     data_root = make_ade20k(tmp_path / 'ade')
     ckpt = tmp_path / 'bootmae.pth'
-    save_bootmae_checkpoint(ckpt)
+    save_bootmae_checkpoint(ckpt, arch=ARCH)
 
     cfg = tiny_seg_train_config(CONFIG, data_root, str(ckpt), max_iters=4)
     cfg_path = str(tmp_path / 'tiny_seg.py')
