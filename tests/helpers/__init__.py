@@ -25,6 +25,8 @@ on ``sys.path``, so a test imports ``from helpers.<module> import ...``):
 - ``segmentation``: the segmentation config's segmentor shrunk (its
   encoder arch ``ARCH``), a generated ADE20K folder, the shrunk training
   config (``tiny_seg_train_config``).
+- ``malicious_checkpoint``: checkpoints that run code when unpickled
+  (``OpenPayload``, ``MkdirPayload``, ``save_malicious_checkpoint``).
 - ``fake_cuda``: models and batches on a fake ``cuda:0`` (FakeTensorMode),
   CUDA autocast without CUDA, module outputs recorded.
 - ``vit_family``: mmpretrain's ViT-family backbones as BootMAE encoders,
