@@ -18,7 +18,12 @@ from helpers.bootmae import save_bootmae_checkpoint
 from helpers.demo_pretrain import run_train_tool
 from helpers.downstream import CLASSES, make_tiny_imagenet, tiny_cls_config
 from helpers.repo import REPO_ROOT, free_port, run_tool
-from helpers.segmentation import ARCH, make_ade20k, tiny_seg_train_config
+from helpers.segmentation import (
+    ARCH,
+    SEG_CONFIG,
+    make_ade20k,
+    tiny_seg_train_config,
+)
 from helpers.tiny_pretrain import PRETRAIN_CONFIG, write_tiny_pretrain_config
 
 
@@ -33,8 +38,6 @@ def no_accelerator(monkeypatch):
 WARNING = 'No GPU (or other accelerator) here'
 # torch's own warning when a data loader pins memory without an accelerator
 TORCH_PIN_WARNING = "'pin_memory' argument is set as true"
-SEG_CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
-                      'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
 
 
 def silencing_options(output):

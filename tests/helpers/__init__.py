@@ -18,13 +18,13 @@ on ``sys.path``, so a test imports ``from helpers.<module> import ...``):
 - ``tiny_pretrain``: the production or custom-folder pretraining config
   shrunk to a tiny BootMAE on 32 px pictures, GPU settings left as they are
   (its tiny model and pipeline text, ``TINY_MODEL_AND_PIPELINE``, is also
-  ``demo_pretrain``'s).
+  ``demo_pretrain``'s); the production config's path, ``PRETRAIN_CONFIG``.
 - ``downstream``: the fine-tuning / linear-probing configs shrunk
   (``tiny_cls_config``) and a tiny ImageNet folder of their 3 classes
   (``make_tiny_imagenet``).
 - ``segmentation``: the segmentation config's segmentor shrunk (its
-  encoder arch ``ARCH``), a generated ADE20K folder, the shrunk training
-  config (``tiny_seg_train_config``).
+  encoder arch ``ARCH``; the config's path, ``SEG_CONFIG``), a generated
+  ADE20K folder, the shrunk training config (``tiny_seg_train_config``).
 - ``malicious_checkpoint``: checkpoints that run code when unpickled
   (``OpenPayload``, ``MkdirPayload``, ``save_malicious_checkpoint``).
 - ``fake_cuda``: models and batches on a fake ``cuda:0`` (FakeTensorMode),

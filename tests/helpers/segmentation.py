@@ -7,6 +7,10 @@ import os.path as osp
 import numpy as np
 from mmengine.config import Config
 
+from helpers.repo import REPO_ROOT
+
+SEG_CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
+                      'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
 ARCH = dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128)
 PATCH = 8
 

@@ -15,18 +15,17 @@ from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from bootmae_mm.models.utils import sincos_pos_embed
 from helpers.bootmae import save_bootmae_checkpoint
 from helpers.float_bounds import assert_rounding_close
-from helpers.repo import REPO_ROOT, load_tool
+from helpers.repo import load_tool
 from helpers.segmentation import (
     ARCH,
     PATCH,
+    SEG_CONFIG,
     make_ade20k,
     tiny_model_overrides,
     tiny_seg_train_config,
 )
 
-CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
-                  'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
-CONFIG_MS = CONFIG.replace('.py', '_ms.py')
+CONFIG_MS = SEG_CONFIG.replace('.py', '_ms.py')
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +57,7 @@ def tiny_backbone(img_size=32, checkpoint=None, source='online'):
     return backbone
 
 
-@pytest.mark.parametrize('config', [CONFIG, CONFIG_MS])
+@pytest.mark.parametrize('config', [SEG_CONFIG, CONFIG_MS])
 def test_configs_load_and_build(config):
     cfg = Config.fromfile(config)
     assert cfg.default_scope == 'mmseg'
@@ -92,7 +91,7 @@ def test_configs_load_and_build(config):
 
 
 def test_full_size_backbone_matches_recipe():
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(SEG_CONFIG)
     cfg.model.backbone.init_cfg = None
     with torch.device('meta'):  # shapes only: no memory, no init time
         backbone = build_segmentor(cfg.model.backbone)
@@ -216,7 +215,7 @@ def test_mmseg_inference_apis_take_our_config(tmp_path):
     from mmseg.apis import MMSegInferencer, inference_model, init_model
     ckpt = tmp_path / 'bootmae.pth'
     save_bootmae_checkpoint(ckpt, arch=ARCH)
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(SEG_CONFIG)
     tiny_model_overrides(cfg.model, img_size=64, checkpoint=str(ckpt))
     for pipeline in (cfg.test_pipeline, cfg.test_dataloader.dataset.pipeline):
         assert pipeline[1].type == 'Resize'
@@ -278,7 +277,7 @@ def test_grid_change_resizes_position_tables(tmp_path):
 
 def test_layer_decay_scales(tmp_path):
     from mmengine.optim import build_optim_wrapper
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(SEG_CONFIG)
     tiny_model_overrides(cfg.model)
     cfg.model.backbone.init_cfg = None
     model = build_segmentor(cfg.model)
@@ -408,7 +407,7 @@ def test_tiny_upernet_trains_and_reports_miou(tmp_path):
     ckpt = tmp_path / 'bootmae.pth'
     save_bootmae_checkpoint(ckpt, arch=ARCH)
 
-    cfg = tiny_seg_train_config(CONFIG, data_root, str(ckpt), max_iters=4)
+    cfg = tiny_seg_train_config(SEG_CONFIG, data_root, str(ckpt), max_iters=4)
     cfg_path = str(tmp_path / 'tiny_seg.py')
     cfg.dump(cfg_path)
 
