@@ -14,14 +14,14 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 
 from bootmae_mm.engine import device_fallback
 from bootmae_mm.engine.device_fallback import fallback_message, fit_to_device
-from helpers.bootmae import tiny_bootmae_cfg
+from helpers.bootmae import save_bootmae_checkpoint
 from helpers.demo_pretrain import run_train_tool
-from helpers.downstream import CLASSES, tiny_cls_config
-from helpers.image_folder import make_image_folder
+from helpers.downstream import CLASSES, make_tiny_imagenet, tiny_cls_config
 from helpers.repo import REPO_ROOT, free_port, run_tool
 from helpers.segmentation import (
+    ARCH,
+    SEG_CONFIG,
     make_ade20k,
-    save_bootmae_checkpoint,
     tiny_seg_train_config,
 )
 from helpers.tiny_pretrain import PRETRAIN_CONFIG, write_tiny_pretrain_config
@@ -38,8 +38,6 @@ def no_accelerator(monkeypatch):
 WARNING = 'No GPU (or other accelerator) here'
 # torch's own warning when a data loader pins memory without an accelerator
 TORCH_PIN_WARNING = "'pin_memory' argument is set as true"
-SEG_CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
-                      'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
 
 
 def silencing_options(output):
@@ -60,10 +58,7 @@ def assert_one_warning(output, expected_changes):
 @pytest.fixture(scope='module')
 def imagenet(tmp_path_factory):
     """ImageNet layout, 3 classes: train/ 4 pictures each, val/ 2."""
-    root = tmp_path_factory.mktemp('imagenet')
-    make_image_folder(root / 'train', classes=CLASSES, per_class=4, size=40)
-    make_image_folder(root / 'val', classes=CLASSES, per_class=2, seed=1)
-    return str(root)
+    return make_tiny_imagenet(tmp_path_factory.mktemp('imagenet'))
 
 
 @pytest.mark.parametrize('ranks', [1, 2])
@@ -90,11 +85,8 @@ def test_pretraining_config_trains_on_cpu(tmp_path, imagenet, ranks,
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
     """A tiny BootMAE checkpoint (3 blocks) to fine-tune and probe."""
-    torch.manual_seed(0)
-    from mmpretrain.registry import MODELS
-    model = MODELS.build(tiny_bootmae_cfg())
     path = str(tmp_path_factory.mktemp('ckpt') / 'bootmae_tiny.pth')
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    save_bootmae_checkpoint(path)
     return path
 
 
@@ -131,7 +123,7 @@ def test_segmentation_config_trains_on_cpu(tmp_path):
     """UperNet (AmpOptimWrapper fp16, SyncBN): two iterations and
     validation in one process (SyncBN syncs nothing there, so it stays)."""
     ckpt = tmp_path / 'bootmae.pth'
-    save_bootmae_checkpoint(ckpt)
+    save_bootmae_checkpoint(ckpt, arch=ARCH)
     cfg = tiny_seg_train_config(SEG_CONFIG, make_ade20k(tmp_path / 'ade'),
                                 str(ckpt), max_iters=2)
     out = train_tool_output(cfg, tmp_path)

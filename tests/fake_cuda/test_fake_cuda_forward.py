@@ -5,7 +5,6 @@ run the data preprocessor and the training forward under bf16 autocast;
 every output lands on ``cuda:0`` with the dtype it should have (losses
 fp32), the momentum-target update runs there, and no CPU tensor is mixed
 in (fake tensors refuse a device mix as CUDA does)."""
-import os.path as osp
 
 import pytest
 import torch
@@ -21,7 +20,7 @@ import bootmae_mm  # noqa: F401
 import bootmae_mm.segmentation  # noqa: F401
 from bootmae_mm.datasets.mask_collate import mask_collate
 from bootmae_mm.feeding.prefetch_loop import batch_tensors
-from helpers.downstream import CLASSES, tiny_cls_config
+from helpers.downstream import CLASSES, make_tiny_imagenet, tiny_cls_config
 from helpers.fake_cuda import (
     CUDA,
     cuda_autocast,
@@ -32,20 +31,19 @@ from helpers.fake_cuda import (
     to_fake_cuda,
 )
 from helpers.image_folder import make_image_folder
-from helpers.repo import REPO_ROOT
-from helpers.segmentation import make_ade20k, tiny_seg_train_config
+from helpers.segmentation import (
+    SEG_CONFIG,
+    make_ade20k,
+    tiny_seg_train_config,
+)
 from helpers.tiny_pretrain import write_tiny_pretrain_config
 
 BATCH = 4
-SEG_CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
-                      'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
 
 
 @pytest.fixture(scope='module')
 def imagenet(tmp_path_factory):
-    root = tmp_path_factory.mktemp('imagenet')
-    make_image_folder(root / 'train', classes=CLASSES, per_class=2)
-    return str(root)
+    return make_tiny_imagenet(tmp_path_factory.mktemp('imagenet'))
 
 
 def build(cfg, scope):

@@ -37,6 +37,31 @@ def tiny_bootmae_cfg(**overrides):
     return cfg
 
 
+def save_bootmae_checkpoint(path, arch=TINY_ARCH, seed=0, moved='online'):
+    """A freshly built tiny BootMAE (encoder ``arch``) saved like a
+    pretraining run does; returns the model. So that the online encoder
+    and the momentum target differ, the ``moved`` one gets 0.1 N(0, 1)
+    noise: ``'online'`` its parameters (the sin-cos ``pos_embed``
+    included), ``'target'`` the target's buffers."""
+    from mmpretrain.registry import MODELS
+    torch.manual_seed(seed)
+    cfg = tiny_bootmae_cfg()
+    cfg['backbone'] = dict(cfg['backbone'], arch=arch)
+    cfg['pixel_decoder'] = dict(cfg['pixel_decoder'],
+                                in_dims=arch['embed_dims'])
+    cfg['feature_decoder'] = dict(cfg['feature_decoder'],
+                                  in_dims=arch['embed_dims'])
+    model = MODELS.build(cfg)
+    model.init_weights()
+    tensors = dict(online=model.backbone.parameters,
+                   target=model.target_encoder.buffers)[moved]
+    with torch.no_grad():
+        for t in tensors():
+            t.add_(torch.randn_like(t) * 0.1)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, str(path))
+    return model
+
+
 def random_patch_mask(generator, grid=GRID, num_masked=NUM_MASKED):
     """A (grid, grid) 0/1 mask with ``num_masked`` random patches set."""
     mask = torch.zeros(grid * grid)

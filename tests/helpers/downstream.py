@@ -7,10 +7,20 @@ import os.path as osp
 from mmengine.config import Config
 
 from helpers.bootmae import TINY_ARCH
+from helpers.image_folder import make_image_folder
 from helpers.repo import REPO_ROOT
 
 CLASSES = ('ant', 'bee', 'cat')
 DEPTH = 2  # probed blocks of the 3-block tiny encoder
+
+
+def make_tiny_imagenet(root):
+    """ImageNet layout under ``root`` (returned as a str), the 3
+    :data:`CLASSES`, 40 px pictures: train/ 4 of each, val/ 2."""
+    make_image_folder(root / 'train', classes=CLASSES, per_class=4, size=40)
+    make_image_folder(root / 'val', classes=CLASSES, per_class=2, size=40,
+                      seed=1)
+    return str(root)
 
 
 def _tiny_pipeline(pipeline):

@@ -1,14 +1,16 @@
-"""The segmentation config's segmentor shrunk to a tiny encoder, a tiny
-BootMAE checkpoint to start it from, and a generated ADE20K-layout folder."""
+"""The segmentation config's segmentor shrunk to a tiny encoder (its tiny
+BootMAE checkpoint: ``helpers.bootmae.save_bootmae_checkpoint`` with
+``arch=ARCH``), and a generated ADE20K-layout folder."""
 import os
 import os.path as osp
 
 import numpy as np
-import torch
 from mmengine.config import Config
 
-from helpers.bootmae import tiny_bootmae_cfg
+from helpers.repo import REPO_ROOT
 
+SEG_CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
+                      'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
 ARCH = dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128)
 PATCH = 8
 
@@ -25,25 +27,6 @@ def tiny_model_overrides(model, img_size=32, checkpoint=None):
     model.decode_head.update(in_channels=[64] * 4, channels=16)
     model.auxiliary_head.update(in_channels=64, channels=8)
     model.test_cfg.update(crop_size=(64, 64), stride=(43, 43))
-    return model
-
-
-def save_bootmae_checkpoint(path, arch=ARCH, seed=0):
-    """A freshly built tiny BootMAE saved like a pretraining run does."""
-    from mmpretrain.registry import MODELS
-    torch.manual_seed(seed)
-    cfg = tiny_bootmae_cfg()
-    cfg['backbone'] = dict(cfg['backbone'], arch=arch)
-    cfg['pixel_decoder'] = dict(cfg['pixel_decoder'],
-                                in_dims=arch['embed_dims'])
-    cfg['feature_decoder'] = dict(cfg['feature_decoder'],
-                                  in_dims=arch['embed_dims'])
-    model = MODELS.build(cfg)
-    model.init_weights()
-    with torch.no_grad():  # make the online and target encoders differ
-        for p in model.backbone.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, str(path))
     return model
 
 

@@ -9,9 +9,8 @@ import os.path as osp
 import mmpretrain
 from mmengine.config import Config
 
-from helpers.repo import REPO_ROOT
+from helpers.tiny_pretrain import PRETRAIN_CONFIG
 
-B_CONFIG = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
 MMPRETRAIN_CONFIGS = osp.join(osp.dirname(mmpretrain.__file__), '.mim',
                               'configs')
 VIT = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
@@ -71,7 +70,7 @@ ROWS = {
 
 @functools.lru_cache(maxsize=1)
 def _b_model_cfg():
-    return Config.fromfile(B_CONFIG).model
+    return Config.fromfile(PRETRAIN_CONFIG).model
 
 
 def bootmae_cfg(backbone=None):

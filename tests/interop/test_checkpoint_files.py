@@ -2,8 +2,6 @@
 loading refuses crafted pickles, names the file it cannot read, and still
 loads stock mmengine checkpoints (registered in mmengine by
 ``bootmae_mm.compat``)."""
-import builtins
-import os
 import os.path as osp
 
 import numpy as np
@@ -15,47 +13,29 @@ from bootmae_mm.interop.checkpoint_files import (
     UnsafeCheckpointError,
     safe_torch_load,
 )
+from helpers.malicious_checkpoint import (
+    MkdirPayload,
+    OpenPayload,
+    save_malicious_checkpoint,
+)
 
 
 # --------------------------------------------------------------------------
 # weights_only checkpoint loading
 # --------------------------------------------------------------------------
-class _OpenPayload:
-    """Unpickling it calls ``builtins.open(marker, 'w')``: creates a file."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (builtins.open, (self.marker, 'w'))
-
-
-class _MkdirPayload(_OpenPayload):
-    """Unpickling it calls ``os.mkdir(marker)``."""
-
-    def __reduce__(self):
-        return (os.mkdir, (self.marker, ))
-
-
-def _malicious_checkpoint(path, payload):
-    """A checkpoint that looks normal but hides the payload in ``meta``."""
-    torch.save(dict(state_dict=dict(weight=torch.ones(2)),
-                    meta=dict(note=payload)), str(path))
-    return str(path)
-
-
-@pytest.mark.parametrize('payload_cls', [_OpenPayload, _MkdirPayload])
+@pytest.mark.parametrize('payload_cls', [OpenPayload, MkdirPayload])
 def test_payload_really_runs_with_plain_pickle(tmp_path, payload_cls):
     """Control: the crafted files do run code when loaded unsafely."""
     marker = str(tmp_path / 'control_marker')
-    ckpt = _malicious_checkpoint(tmp_path / 'ctrl.pth', payload_cls(marker))
+    ckpt = save_malicious_checkpoint(tmp_path / 'ctrl.pth',
+                                     payload_cls(marker))
     obj = torch.load(ckpt, weights_only=False)
     assert osp.exists(marker)
     if hasattr(obj['meta']['note'], 'close'):
         obj['meta']['note'].close()
 
 
-@pytest.mark.parametrize('payload_cls', [_OpenPayload, _MkdirPayload])
+@pytest.mark.parametrize('payload_cls', [OpenPayload, MkdirPayload])
 @pytest.mark.parametrize('entry', [
     'safe_torch_load', '_load_checkpoint', 'load_checkpoint',
     'CheckpointLoader'
@@ -67,7 +47,8 @@ def test_crafted_checkpoint_is_refused(tmp_path, payload_cls, entry):
         load_checkpoint,
     )
     marker = str(tmp_path / 'pwned')
-    ckpt = _malicious_checkpoint(tmp_path / 'evil.pth', payload_cls(marker))
+    ckpt = save_malicious_checkpoint(tmp_path / 'evil.pth',
+                                     payload_cls(marker))
     calls = {
         'safe_torch_load': lambda: safe_torch_load(ckpt),
         '_load_checkpoint': lambda: _load_checkpoint(ckpt, 'cpu'),

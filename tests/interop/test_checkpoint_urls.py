@@ -19,6 +19,7 @@ import bootmae_mm  # noqa: F401
 from bootmae_mm.interop.checkpoint_files import UnsafeCheckpointError
 from bootmae_mm.interop.reference_mapping import bootmae_to_reference
 from helpers.bootmae import TINY_ARCH, tiny_bootmae_cfg
+from helpers.malicious_checkpoint import OpenPayload, save_malicious_checkpoint
 from helpers.repo import free_port, load_tool
 
 
@@ -194,22 +195,13 @@ def test_checkpoints_load_from_urls_then_from_the_cache(served, hub_dir,
            finetune)
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, 'w'))
-
-
 def test_url_checkpoint_is_read_with_the_safe_loader(hub_dir, tmp_path):
     """mmengine's own http loader would unpickle anything; ours refuses
     what is outside the allow-list, and runs nothing of the file."""
     root = tmp_path / 'www'
     root.mkdir()
     marker = tmp_path / 'ran'
-    torch.save({'state_dict': {}, 'meta': _Payload(str(marker))},
-               str(root / 'evil.pth'))
+    save_malicious_checkpoint(root / 'evil.pth', OpenPayload(marker))
     server = LoopbackServer(root)
     try:
         model = MODELS.build(tiny_bootmae_cfg())

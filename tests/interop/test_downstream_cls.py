@@ -18,9 +18,17 @@ import bootmae_mm  # noqa: F401
 from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from bootmae_mm.interop.checkpoint_loading import load_bootmae_encoder
 from bootmae_mm.interop.reference_mapping import bootmae_to_reference
-from helpers.bootmae import TINY_ARCH, tiny_bootmae_cfg
-from helpers.downstream import CLASSES, DEPTH, tiny_cls_config
-from helpers.image_folder import make_image_folder
+from helpers.bootmae import (
+    TINY_ARCH,
+    save_bootmae_checkpoint,
+    tiny_bootmae_cfg,
+)
+from helpers.downstream import (
+    CLASSES,
+    DEPTH,
+    make_tiny_imagenet,
+    tiny_cls_config,
+)
 from helpers.repo import REPO_ROOT
 
 FT_B = 'configs/finetune/bootmae_vit-b_ft-100e_in1k.py'
@@ -37,26 +45,16 @@ def mmpretrain_scope():
 
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
-    """A freshly built tiny BootMAE saved like a Runner checkpoint; its
-    momentum target differs from the online encoder."""
-    torch.manual_seed(0)
-    model = MODELS.build(tiny_bootmae_cfg())
-    model.init_weights()
-    with torch.no_grad():
-        for buf in model.target_encoder.buffers():
-            buf.add_(0.1 * torch.randn_like(buf))
-    state = model.state_dict()
+    """A tiny BootMAE checkpoint (3 blocks) whose momentum target differs
+    from the online encoder (the online one keeps the fixed sin-cos table
+    that the reference format needs), and its state dict."""
     path = str(tmp_path_factory.mktemp('ckpt') / 'bootmae_tiny.pth')
-    torch.save({'state_dict': state, 'meta': {}}, path)
-    return path, state
+    return path, save_bootmae_checkpoint(path, moved='target').state_dict()
 
 
 @pytest.fixture(scope='module')
 def imagenet(tmp_path_factory):
-    root = tmp_path_factory.mktemp('imagenet')
-    make_image_folder(root / 'train', classes=CLASSES, per_class=4)
-    make_image_folder(root / 'val', classes=CLASSES, per_class=2, seed=1)
-    return str(root)
+    return make_tiny_imagenet(tmp_path_factory.mktemp('imagenet'))
 
 
 def tiny_config(path, checkpoint, source='online', data_root=None,

@@ -186,8 +186,8 @@ def test_revvit_runs_the_stock_arithmetic_and_leaves_the_rng_alone():
     model = MODELS.build(bootmae_cfg(cfg))
     encoder = model.backbone
     imgs = torch.randn(2, 3, 32, 32)
-    masks = torch.stack([random_patch_mask(torch.Generator().manual_seed(6))
-                         for _ in range(2)])
+    g = torch.Generator().manual_seed(6)
+    masks = torch.stack([random_patch_mask(g) for _ in range(2)])
     draws = []
     for _ in range(2):
         torch.manual_seed(7)

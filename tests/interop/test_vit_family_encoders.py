@@ -136,8 +136,10 @@ def test_backbone_pretrains_loads_into_stock_and_fine_tunes(name, tmp_path):
     ft = Config.fromfile(osp.join(MMPRETRAIN_CONFIGS, ft_path)).model
     ft.backbone.update(arch=ROWS[name][1], img_size=32, patch_size=8,
                        init_cfg=None, **ft_keys)
-    ft.head.update(num_classes=5, in_channels=None)
-    ft.head.in_channels = 2 * 48 if name == 'RevVisionTransformer' else 48
+    # stock RevViT concatenates its two streams (fusion_mode='concat')
+    width = ROWS[name][1]['embed_dims']
+    ft.head.update(num_classes=5, in_channels=(
+        2 * width if name == 'RevVisionTransformer' else width))
     ft.pop('train_cfg', None)
     classifier = MODELS.build(ft)
     missing, _ = classifier.backbone.load_state_dict(state, strict=False)

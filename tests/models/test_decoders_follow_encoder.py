@@ -3,7 +3,6 @@ of mmpretrain's zoo pretrains with only ``model.backbone.arch`` changed in
 the ViT-B config; a decoder value that cannot work is refused naming its
 config key."""
 import copy
-import os.path as osp
 
 import pytest
 import torch
@@ -14,15 +13,15 @@ from mmpretrain.registry import MODELS
 import bootmae_mm  # noqa: F401
 from helpers.bootmae import data_samples_with_masks, random_patch_mask
 from helpers.demo_pretrain import write_tiny_demo_config
-from helpers.repo import REPO_ROOT, load_tool
+from helpers.repo import load_tool
+from helpers.tiny_pretrain import PRETRAIN_CONFIG
 
-B_CONFIG = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
 ARCHS = ['deit-tiny', 'deit-small', 'deit-base', 's', 'b', 'l', 'h']
 
 
 def b_model(arch):
     """The ViT-B pretraining model config with only the arch changed."""
-    model = copy.deepcopy(Config.fromfile(B_CONFIG).model)
+    model = copy.deepcopy(Config.fromfile(PRETRAIN_CONFIG).model)
     model.backbone.arch = arch
     return model
 

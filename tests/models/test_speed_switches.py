@@ -8,7 +8,6 @@ same parameters and momentum target afterwards.
 """
 import copy
 import json
-import os.path as osp
 
 import pytest
 import torch
@@ -23,9 +22,8 @@ from helpers.bootmae import (
     random_patch_mask,
     tiny_bootmae_cfg,
 )
-from helpers.repo import REPO_ROOT
+from helpers.tiny_pretrain import PRETRAIN_CONFIG
 
-CONFIG = osp.join(REPO_ROOT, 'configs', 'bootmae_vit-b_800e.py')
 DECAY = 0.9
 LR = 1e-3
 
@@ -38,7 +36,7 @@ def _model_cfg(with_cp=False, compile=False):
 
 def _optim_cfg(fused):
     """The pretraining schedule's optimizer (fp32 wrapper on the CPU)."""
-    cfg = copy.deepcopy(Config.fromfile(CONFIG).optim_wrapper)
+    cfg = copy.deepcopy(Config.fromfile(PRETRAIN_CONFIG).optim_wrapper)
     cfg.type = 'OptimWrapper'
     for key in ('dtype', 'loss_scale'):
         cfg.pop(key)
@@ -230,7 +228,7 @@ def test_attention_is_fused_everywhere(monkeypatch):
 
 
 def test_every_switch_is_in_the_config_and_can_be_turned_off():
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(PRETRAIN_CONFIG)
     assert cfg.optim_wrapper.dtype == 'bfloat16'
     assert cfg.optim_wrapper.loss_scale == dict(enabled=False)
     assert cfg.optim_wrapper.optimizer.fused is True
@@ -274,7 +272,7 @@ def test_benchmark_pretrain_prints_one_json_line(capsys):
     from helpers.repo import load_tool
     module = load_tool('tools/benchmark_pretrain.py')
     capsys.readouterr()
-    module.main([CONFIG, '--arch', 'deit-t', '--device', 'cpu',
+    module.main([PRETRAIN_CONFIG, '--arch', 'deit-t', '--device', 'cpu',
                  '--batch-size', '2', '--steps', '2', '--warmup', '1',
                  '--cfg-options', 'optim_wrapper.optimizer.fused=False'])
     lines = [line for line in capsys.readouterr().out.splitlines()
@@ -297,7 +295,7 @@ def test_one_config_line_turns_all_gpu_feeding_off():
     loop, preprocessor (blocking copies), collate and unpinned loaders;
     nothing changes without it; a GPU-decode config is refused."""
     from bootmae_mm.feeding.switch import apply_gpu_feeding_switch
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(PRETRAIN_CONFIG)
     before = copy.deepcopy(cfg.to_dict())
     apply_gpu_feeding_switch(cfg)
     assert cfg.to_dict() == before  # on by default

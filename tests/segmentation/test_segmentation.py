@@ -13,20 +13,19 @@ from mmengine.config import Config
 import bootmae_mm.segmentation  # noqa: F401  (registers BootMAEViTSeg)
 from bootmae_mm.interop.checkpoint_files import safe_torch_load
 from bootmae_mm.models.utils import sincos_pos_embed
+from helpers.bootmae import save_bootmae_checkpoint
 from helpers.float_bounds import assert_rounding_close
-from helpers.repo import REPO_ROOT, load_tool
+from helpers.repo import load_tool
 from helpers.segmentation import (
     ARCH,
     PATCH,
+    SEG_CONFIG,
     make_ade20k,
-    save_bootmae_checkpoint,
     tiny_model_overrides,
     tiny_seg_train_config,
 )
 
-CONFIG = osp.join(REPO_ROOT, 'configs', 'segmentation',
-                  'upernet_bootmae_vit-b_8xb2-160k_ade20k-512x512.py')
-CONFIG_MS = CONFIG.replace('.py', '_ms.py')
+CONFIG_MS = SEG_CONFIG.replace('.py', '_ms.py')
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +57,7 @@ def tiny_backbone(img_size=32, checkpoint=None, source='online'):
     return backbone
 
 
-@pytest.mark.parametrize('config', [CONFIG, CONFIG_MS])
+@pytest.mark.parametrize('config', [SEG_CONFIG, CONFIG_MS])
 def test_configs_load_and_build(config):
     cfg = Config.fromfile(config)
     assert cfg.default_scope == 'mmseg'
@@ -92,7 +91,7 @@ def test_configs_load_and_build(config):
 
 
 def test_full_size_backbone_matches_recipe():
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(SEG_CONFIG)
     cfg.model.backbone.init_cfg = None
     with torch.device('meta'):  # shapes only: no memory, no init time
         backbone = build_segmentor(cfg.model.backbone)
@@ -112,7 +111,7 @@ def test_full_size_backbone_matches_recipe():
 
 def test_bootmae_checkpoint_loads_into_backbone(tmp_path):
     ckpt = tmp_path / 'bootmae.pth'
-    source = save_bootmae_checkpoint(ckpt)
+    source = save_bootmae_checkpoint(ckpt, arch=ARCH)
     for which in ('online', 'target'):
         encoder = source.target_encoder if which == 'target' \
             else source.backbone
@@ -215,8 +214,8 @@ def test_mmseg_inference_apis_take_our_config(tmp_path):
     up to it; the prediction comes back at the picture's own size)."""
     from mmseg.apis import MMSegInferencer, inference_model, init_model
     ckpt = tmp_path / 'bootmae.pth'
-    save_bootmae_checkpoint(ckpt)
-    cfg = Config.fromfile(CONFIG)
+    save_bootmae_checkpoint(ckpt, arch=ARCH)
+    cfg = Config.fromfile(SEG_CONFIG)
     tiny_model_overrides(cfg.model, img_size=64, checkpoint=str(ckpt))
     for pipeline in (cfg.test_pipeline, cfg.test_dataloader.dataset.pipeline):
         assert pipeline[1].type == 'Resize'
@@ -278,7 +277,7 @@ def test_grid_change_resizes_position_tables(tmp_path):
 
 def test_layer_decay_scales(tmp_path):
     from mmengine.optim import build_optim_wrapper
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(SEG_CONFIG)
     tiny_model_overrides(cfg.model)
     cfg.model.backbone.init_cfg = None
     model = build_segmentor(cfg.model)
@@ -328,7 +327,7 @@ def test_position_embedding_starts_from_the_resized_checkpoint_table(
     bicubically (cls row kept), the layer scales start at 1.0."""
     import torch.nn.functional as F
     ckpt = tmp_path / 'bootmae.pth'
-    source = save_bootmae_checkpoint(ckpt)
+    source = save_bootmae_checkpoint(ckpt, arch=ARCH)
     backbone = tiny_backbone(img_size=64, checkpoint=ckpt)
     # the checkpoint's table (perturbed by save_bootmae_checkpoint: taken
     # from the checkpoint, not recomputed), resized
@@ -406,9 +405,9 @@ def test_tiny_upernet_trains_and_reports_miou(tmp_path):
     assert mmcv is not None
     data_root = make_ade20k(tmp_path / 'ade')
     ckpt = tmp_path / 'bootmae.pth'
-    save_bootmae_checkpoint(ckpt)
+    save_bootmae_checkpoint(ckpt, arch=ARCH)
 
-    cfg = tiny_seg_train_config(CONFIG, data_root, str(ckpt), max_iters=4)
+    cfg = tiny_seg_train_config(SEG_CONFIG, data_root, str(ckpt), max_iters=4)
     cfg_path = str(tmp_path / 'tiny_seg.py')
     cfg.dump(cfg_path)
 
