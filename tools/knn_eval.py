@@ -29,8 +29,6 @@ from bootmae_mm.evaluation import eval_pipeline, extract_features, knn_accuracy 
 from bootmae_mm.evaluation.features import POOLINGS  # noqa: E402
 from bootmae_mm.interop.checkpoint_loading import load_bootmae_encoder  # noqa: E402
 
-FEATURES = POOLINGS
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -83,16 +81,15 @@ def evaluate(model, bank_set, query_set, args) -> dict:
     """k-NN top-1 (%) per pooling of ``model``'s backbone (into which the
     checkpoint's ``args.source`` encoder was loaded)."""
     model.eval()
-    results = {}
-    for kind in FEATURES:
-        bank, bank_labels = extract_features(
-            model, bank_set, kind, 'online', args.batch_size)
-        queries, query_labels = extract_features(
-            model, query_set, kind, 'online', args.batch_size)
-        results[kind] = knn_accuracy(bank, bank_labels, queries,
-                                     query_labels, args.k,
-                                     args.temperature)['top1']
-    return results
+    # one pass of the encoder per set serves every pooling
+    bank, bank_labels = extract_features(
+        model, bank_set, POOLINGS, 'online', args.batch_size)
+    queries, query_labels = extract_features(
+        model, query_set, POOLINGS, 'online', args.batch_size)
+    return {kind: knn_accuracy(bank[kind], bank_labels, queries[kind],
+                               query_labels, args.k,
+                               args.temperature)['top1']
+            for kind in POOLINGS}
 
 
 def main(argv=None):
@@ -121,10 +118,10 @@ def main(argv=None):
           f'{len(query_set)} {args.query_split} images as queries, '
           f'{len(bank_set.CLASSES)} classes')
     print(f'{"encoder":<12}' + ''.join(f'{kind + " tokens":>14}'
-                                       for kind in FEATURES))
+                                       for kind in POOLINGS))
     for name, accs in results.items():
         print(f'{name:<12}' + ''.join(f'{accs[kind]:>13.1f}%'
-                                      for kind in FEATURES))
+                                      for kind in POOLINGS))
     print(f'random encoder top-1: {results["random"]["mean"]:.1f}%')
     print(f'pretrained encoder top-1: {results["pretrained"]["mean"]:.1f}% '
           f'({args.source} encoder of {checkpoint})')
