@@ -14,7 +14,6 @@ set to train (bank) and val (queries), read with a deterministic pipeline
 ``last_checkpoint`` of ``work_dirs/<config name>`` is used.
 """
 import argparse
-import copy
 import os.path as osp
 import sys
 
@@ -25,8 +24,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401
-from bootmae_mm.evaluation import eval_pipeline, extract_features, knn_accuracy  # noqa: E402,E501
-from bootmae_mm.evaluation.features import POOLINGS  # noqa: E402
+from bootmae_mm.evaluation import extract_features, knn_accuracy  # noqa: E402,E501
+from bootmae_mm.evaluation.features import POOLINGS, training_set_cfg  # noqa: E402,E501
 from bootmae_mm.interop.checkpoint_loading import load_bootmae_encoder  # noqa: E402
 
 
@@ -64,16 +63,12 @@ def default_checkpoint(config: str) -> str:
 def build_split(cfg: Config, split: str, size: int):
     """The config's training dataset, ``split`` and a test pipeline."""
     from mmpretrain.registry import DATASETS
-
-    from bootmae_mm.datasets.dataset_wrappers import find_dataset_with
-    _, dataset = find_dataset_with(
-        copy.deepcopy(cfg.train_dataloader.dataset), 'split')
-    if 'split' not in dataset:
-        raise SystemExit(
-            f'train_dataloader.dataset ({dataset.get("type")}) has no '
-            '`split`; k-NN needs a dataset with train and val splits.')
-    dataset.split = split
-    dataset.pipeline = eval_pipeline(size)
+    try:
+        dataset = training_set_cfg(cfg.train_dataloader.dataset, size,
+                                   require_split=True, split=split)
+    except ValueError as e:
+        raise SystemExit(f'{e}; k-NN needs a dataset with train and val '
+                         'splits.')
     return DATASETS.build(dataset)
 
 

@@ -1,5 +1,6 @@
 """Embeddings of a labelled dataset from a self-supervised model's encoder,
 for k-NN, RankMe and linear probes; sharded across ranks and gathered."""
+import copy
 import math
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -24,6 +25,36 @@ def eval_pipeline(size: int) -> list:
         dict(type='CenterCrop', crop_size=size),
         dict(type='PackInputs'),
     ]
+
+
+def training_set_cfg(train_dataset: dict, size: Optional[int],
+                     require_split: bool = False, **updates) -> dict:
+    """A copy of the config's ``train_dataloader.dataset`` (the one inside
+    any wrapper that has a ``split``) updated with ``updates``, with the
+    :func:`eval_pipeline` of ``size`` unless they give a pipeline.
+
+    Args:
+        train_dataset (dict): the config's ``train_dataloader.dataset``.
+        size (int, optional): image size of the evaluation pipeline
+            (unused when ``updates`` give a ``pipeline``).
+        require_split (bool): refuse a dataset without ``split``.
+            Defaults to False.
+        **updates: entries to set (e.g. ``split='val'``).
+
+    Raises:
+        ValueError: ``require_split`` and the dataset's config sets no
+            ``split``.
+    """
+    from ..datasets.dataset_wrappers import find_dataset_with
+    _, dataset = find_dataset_with(copy.deepcopy(train_dataset), 'split')
+    if require_split and 'split' not in dataset:
+        raise ValueError(
+            f'train_dataloader.dataset ({dataset.get("type")}) has no '
+            '`split`')
+    dataset.update(updates)
+    if 'pipeline' not in updates:
+        dataset['pipeline'] = eval_pipeline(size)
+    return dataset
 
 
 def select_encoder(model, encoder: str = 'online'):

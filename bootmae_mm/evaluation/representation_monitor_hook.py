@@ -9,7 +9,12 @@ from mmpretrain.registry import DATASETS, HOOKS
 from mmpretrain.utils import get_ori_model
 
 from ..config_errors import ConfigValueError
-from .features import ENCODERS, POOLINGS, eval_pipeline, extract_features_dist
+from .features import (
+    ENCODERS,
+    POOLINGS,
+    extract_features_dist,
+    training_set_cfg,
+)
 from .knn import knn_accuracy
 from .rankme import rankme
 
@@ -93,15 +98,12 @@ class RepresentationMonitorHook(Hook):
     @staticmethod
     def _from_training_set(runner, cfg: dict) -> dict:
         """The training dataset's config updated with ``cfg``."""
-        from ..datasets.dataset_wrappers import find_dataset_with
-        _, dataset = find_dataset_with(
-            copy.deepcopy(runner.cfg.train_dataloader.dataset), 'split')
+        size = None
         if 'pipeline' not in cfg:
             size = get_ori_model(runner.model).backbone.img_size
-            cfg['pipeline'] = eval_pipeline(
-                size if isinstance(size, int) else size[0])
-        dataset.update(cfg)
-        return dataset
+            size = size if isinstance(size, int) else size[0]
+        return training_set_cfg(runner.cfg.train_dataloader.dataset, size,
+                                **cfg)
 
     def _build(self, runner, name: str, cfg: dict, labelled: bool):
         """The dataset of ``bank`` / ``query``, refused (naming the key)
