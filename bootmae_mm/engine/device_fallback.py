@@ -11,8 +11,8 @@ from mmengine.device import (
     is_npu_available,
 )
 
-# the data loaders a run may build
-_LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+from ..feeding.switch import LOADERS
+
 # AmpOptimWrapper's own arguments, which OptimWrapper refuses
 _AMP_KEYS = ('dtype', 'loss_scale', 'use_fsdp')
 
@@ -82,7 +82,7 @@ def fit_to_device(cfg: Config) -> List[str]:
         for key in _AMP_KEYS:
             optim_wrapper.pop(key, None)
         changes.append('optim_wrapper.type=OptimWrapper')
-    for key in _LOADERS:
+    for key in LOADERS:
         loader = cfg.get(key)
         if isinstance(loader, dict) and loader.get('pin_memory'):
             loader.pin_memory = False
