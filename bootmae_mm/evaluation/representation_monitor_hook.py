@@ -25,7 +25,7 @@ KEY = 'custom_hooks.RepresentationMonitorHook'
 class RepresentationMonitorHook(Hook):
     """Every ``interval`` epochs (or iterations) and at the end of training,
     embed a labelled ``bank`` and ``query`` set with the model's encoder and
-    log, as scalars (message hub, ``scalars.json``, TensorBoard,
+    log, as scalars of the visualizer (``scalars.json``, TensorBoard,
     ``curves.png``):
 
     - ``knn/top1``, ``knn/top5``: weighted k-NN accuracy (%) of the queries
@@ -189,9 +189,6 @@ class RepresentationMonitorHook(Hook):
         start = time.perf_counter()
         scalars = self.compute(get_ori_model(runner.model))
         scalars['monitor/time'] = time.perf_counter() - start
-        for name, value in scalars.items():
-            key = name if name.startswith('monitor/') else f'monitor/{name}'
-            runner.message_hub.update_scalar(key, value)
         runner.visualizer.add_scalars(scalars, step=step)
         runner.logger.info(
             'RepresentationMonitorHook after %d iterations: %s', step,
