@@ -14,7 +14,6 @@ set to train (bank) and val (queries), read with a deterministic pipeline
 ``last_checkpoint`` of ``work_dirs/<config name>`` is used.
 """
 import argparse
-import copy
 import os.path as osp
 import sys
 
@@ -25,11 +24,9 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import bootmae_mm  # noqa: E402,F401
-from bootmae_mm.evaluation import eval_pipeline, extract_features, knn_accuracy  # noqa: E402,E501
-from bootmae_mm.evaluation.features import POOLINGS  # noqa: E402
+from bootmae_mm.evaluation import extract_features, knn_accuracy  # noqa: E402,E501
+from bootmae_mm.evaluation.features import POOLINGS, training_set_cfg  # noqa: E402,E501
 from bootmae_mm.interop.checkpoint_loading import load_bootmae_encoder  # noqa: E402
-
-FEATURES = POOLINGS
 
 
 def parse_args(argv=None):
@@ -66,16 +63,12 @@ def default_checkpoint(config: str) -> str:
 def build_split(cfg: Config, split: str, size: int):
     """The config's training dataset, ``split`` and a test pipeline."""
     from mmpretrain.registry import DATASETS
-
-    from bootmae_mm.datasets.dataset_wrappers import find_dataset_with
-    _, dataset = find_dataset_with(
-        copy.deepcopy(cfg.train_dataloader.dataset), 'split')
-    if 'split' not in dataset:
-        raise SystemExit(
-            f'train_dataloader.dataset ({dataset.get("type")}) has no '
-            '`split`; k-NN needs a dataset with train and val splits.')
-    dataset.split = split
-    dataset.pipeline = eval_pipeline(size)
+    try:
+        dataset = training_set_cfg(cfg.train_dataloader.dataset, size,
+                                   require_split=True, split=split)
+    except ValueError as e:
+        raise SystemExit(f'{e}; k-NN needs a dataset with train and val '
+                         'splits.')
     return DATASETS.build(dataset)
 
 
@@ -83,16 +76,15 @@ def evaluate(model, bank_set, query_set, args) -> dict:
     """k-NN top-1 (%) per pooling of ``model``'s backbone (into which the
     checkpoint's ``args.source`` encoder was loaded)."""
     model.eval()
-    results = {}
-    for kind in FEATURES:
-        bank, bank_labels = extract_features(
-            model, bank_set, kind, 'online', args.batch_size)
-        queries, query_labels = extract_features(
-            model, query_set, kind, 'online', args.batch_size)
-        results[kind] = knn_accuracy(bank, bank_labels, queries,
-                                     query_labels, args.k,
-                                     args.temperature)['top1']
-    return results
+    # one pass of the encoder per set serves every pooling
+    bank, bank_labels = extract_features(
+        model, bank_set, POOLINGS, 'online', args.batch_size)
+    queries, query_labels = extract_features(
+        model, query_set, POOLINGS, 'online', args.batch_size)
+    return {kind: knn_accuracy(bank[kind], bank_labels, queries[kind],
+                               query_labels, args.k,
+                               args.temperature)['top1']
+            for kind in POOLINGS}
 
 
 def main(argv=None):
@@ -121,10 +113,10 @@ def main(argv=None):
           f'{len(query_set)} {args.query_split} images as queries, '
           f'{len(bank_set.CLASSES)} classes')
     print(f'{"encoder":<12}' + ''.join(f'{kind + " tokens":>14}'
-                                       for kind in FEATURES))
+                                       for kind in POOLINGS))
     for name, accs in results.items():
         print(f'{name:<12}' + ''.join(f'{accs[kind]:>13.1f}%'
-                                      for kind in FEATURES))
+                                      for kind in POOLINGS))
     print(f'random encoder top-1: {results["random"]["mean"]:.1f}%')
     print(f'pretrained encoder top-1: {results["pretrained"]["mean"]:.1f}% '
           f'({args.source} encoder of {checkpoint})')

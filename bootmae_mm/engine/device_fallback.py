@@ -1,6 +1,7 @@
 """Fitting a GPU config to a machine without an accelerator: AMP falls back
 to full precision, and the other GPU-only settings (pinned memory, SyncBN
 across CPU processes, FSDP's device) to their CPU equivalents."""
+import re
 from typing import List
 
 from mmengine.config import Config
@@ -11,8 +12,9 @@ from mmengine.device import (
     is_npu_available,
 )
 
-# the data loaders a run may build
-_LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+from ..config_errors import key_paths
+from ..feeding.switch import LOADERS
+
 # AmpOptimWrapper's own arguments, which OptimWrapper refuses
 _AMP_KEYS = ('dtype', 'loss_scale', 'use_fsdp')
 
@@ -28,26 +30,6 @@ def _wrapper_name(optim_wrapper) -> str:
     """The optim wrapper's type name without its scope (``'mmengine.X'``)."""
     kind = optim_wrapper.get('type', 'OptimWrapper')
     return (kind if isinstance(kind, str) else kind.__name__).split('.')[-1]
-
-
-def _sync_bn_paths(node, prefix: str):
-    """Dotted config paths of every ``type='SyncBN'`` under ``node``."""
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            yield prefix + '.type'
-        for key, value in node.items():
-            yield from _sync_bn_paths(value, f'{prefix}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _sync_bn_paths(value, f'{prefix}.{i}')
-
-
-def _set(cfg: Config, path: str, value) -> None:
-    node = cfg
-    *parents, last = path.split('.')
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    node[last] = value
 
 
 def fit_to_device(cfg: Config) -> List[str]:
@@ -82,15 +64,19 @@ def fit_to_device(cfg: Config) -> List[str]:
         for key in _AMP_KEYS:
             optim_wrapper.pop(key, None)
         changes.append('optim_wrapper.type=OptimWrapper')
-    for key in _LOADERS:
+    for key in LOADERS:
         loader = cfg.get(key)
         if isinstance(loader, dict) and loader.get('pin_memory'):
             loader.pin_memory = False
             changes.append(f'{key}.pin_memory=False')
     if cfg.get('launcher', 'none') != 'none':
-        for path in _sync_bn_paths(cfg.get('model'), 'model'):
-            _set(cfg, path, 'BN')
-            changes.append(f'{path}=BN')
+        for path, holder in list(key_paths(cfg.get('model'), 'type',
+                                           'model')):
+            if holder['type'] == 'SyncBN':
+                holder['type'] = 'BN'
+                # --cfg-options writes list items as `.i`, not `[i]`
+                path = re.sub(r'\[(\d+)\]', r'.\1', path)
+                changes.append(f'{path}=BN')
     strategy = cfg.get('strategy')
     if isinstance(strategy, dict) and 'FSDP' in str(strategy.get('type')):
         wrapper = strategy.setdefault('model_wrapper', {})

@@ -1,7 +1,8 @@
 """Embeddings of a labelled dataset from a self-supervised model's encoder,
 for k-NN, RankMe and linear probes; sharded across ranks and gathered."""
+import copy
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine import dist
@@ -24,6 +25,36 @@ def eval_pipeline(size: int) -> list:
         dict(type='CenterCrop', crop_size=size),
         dict(type='PackInputs'),
     ]
+
+
+def training_set_cfg(train_dataset: dict, size: Optional[int],
+                     require_split: bool = False, **updates) -> dict:
+    """A copy of the config's ``train_dataloader.dataset`` (the one inside
+    any wrapper that has a ``split``) updated with ``updates``, with the
+    :func:`eval_pipeline` of ``size`` unless they give a pipeline.
+
+    Args:
+        train_dataset (dict): the config's ``train_dataloader.dataset``.
+        size (int, optional): image size of the evaluation pipeline
+            (unused when ``updates`` give a ``pipeline``).
+        require_split (bool): refuse a dataset without ``split``.
+            Defaults to False.
+        **updates: entries to set (e.g. ``split='val'``).
+
+    Raises:
+        ValueError: ``require_split`` and the dataset's config sets no
+            ``split``.
+    """
+    from ..datasets.dataset_wrappers import find_dataset_with
+    _, dataset = find_dataset_with(copy.deepcopy(train_dataset), 'split')
+    if require_split and 'split' not in dataset:
+        raise ValueError(
+            f'train_dataloader.dataset ({dataset.get("type")}) has no '
+            '`split`')
+    dataset.update(updates)
+    if 'pipeline' not in updates:
+        dataset['pipeline'] = eval_pipeline(size)
+    return dataset
 
 
 def select_encoder(model, encoder: str = 'online'):
@@ -83,21 +114,26 @@ def _preprocess(model, batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract_features(model, dataset, pooling: str = 'mean',
+def extract_features(model, dataset,
+                     pooling: Union[str, Sequence[str]] = 'mean',
                      encoder: str = 'online', batch_size: int = 64,
                      num_workers: int = 0,
                      indices: Optional[Sequence[int]] = None
-                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+                     ) -> Tuple[Union[torch.Tensor, Dict[str, torch.Tensor]],
+                                torch.Tensor]:
     """(N, D) float32 embeddings (not normalized) and (N,) labels (-1 where
     a sample has none) of ``dataset`` (or its ``indices``), in order, on
     the CPU. The model runs in its current mode (call ``model.eval()``).
+    With several poolings, one pass of the encoder gives a dict of
+    embeddings, one per pooling.
 
     Args:
         model: an (unwrapped) mmpretrain self-supervised model with a
             ``backbone`` and a ``data_preprocessor``.
         dataset: an mmpretrain dataset with a deterministic pipeline
             ending in ``PackInputs`` (:func:`eval_pipeline`).
-        pooling (str): see :func:`pool`. Defaults to ``'mean'``.
+        pooling (str | Sequence[str]): see :func:`pool`, or several
+            of them. Defaults to ``'mean'``.
         encoder (str): see :func:`select_encoder`. Defaults to ``'online'``.
         batch_size (int): images per forward pass. Defaults to 64.
         num_workers (int): dataloader workers. Defaults to 0.
@@ -111,15 +147,18 @@ def extract_features(model, dataset, pooling: str = 'mean',
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=default_collate,
                         generator=torch.Generator().manual_seed(0))
-    feats, labels = [], []
+    poolings = (pooling, ) if isinstance(pooling, str) else tuple(pooling)
+    feats, labels = {kind: [] for kind in poolings}, []
     for batch in loader:
         tokens = encoder_tokens(module, _preprocess(model, batch))
-        feats.append(pool(tokens, pooling, with_cls).float().cpu())
+        for kind in poolings:
+            feats[kind].append(pool(tokens, kind, with_cls).float().cpu())
         labels += [int(ds.gt_label) if 'gt_label' in ds else -1
                    for ds in batch['data_samples']]
-    if not feats:
-        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
-    return torch.cat(feats), torch.tensor(labels, dtype=torch.long)
+    feats = {kind: torch.cat(f) if f else torch.zeros(0, 0)
+             for kind, f in feats.items()}
+    labels = torch.tensor(labels, dtype=torch.long)
+    return (feats[pooling] if isinstance(pooling, str) else feats), labels
 
 
 def gather_shards(local: torch.Tensor, total: int) -> torch.Tensor:

@@ -9,7 +9,12 @@ from mmpretrain.registry import DATASETS, HOOKS
 from mmpretrain.utils import get_ori_model
 
 from ..config_errors import ConfigValueError
-from .features import ENCODERS, POOLINGS, eval_pipeline, extract_features_dist
+from .features import (
+    ENCODERS,
+    POOLINGS,
+    extract_features_dist,
+    training_set_cfg,
+)
 from .knn import knn_accuracy
 from .rankme import rankme
 
@@ -20,7 +25,7 @@ KEY = 'custom_hooks.RepresentationMonitorHook'
 class RepresentationMonitorHook(Hook):
     """Every ``interval`` epochs (or iterations) and at the end of training,
     embed a labelled ``bank`` and ``query`` set with the model's encoder and
-    log, as scalars (message hub, ``scalars.json``, TensorBoard,
+    log, as scalars of the visualizer (``scalars.json``, TensorBoard,
     ``curves.png``):
 
     - ``knn/top1``, ``knn/top5``: weighted k-NN accuracy (%) of the queries
@@ -93,15 +98,12 @@ class RepresentationMonitorHook(Hook):
     @staticmethod
     def _from_training_set(runner, cfg: dict) -> dict:
         """The training dataset's config updated with ``cfg``."""
-        from ..datasets.dataset_wrappers import find_dataset_with
-        _, dataset = find_dataset_with(
-            copy.deepcopy(runner.cfg.train_dataloader.dataset), 'split')
+        size = None
         if 'pipeline' not in cfg:
             size = get_ori_model(runner.model).backbone.img_size
-            cfg['pipeline'] = eval_pipeline(
-                size if isinstance(size, int) else size[0])
-        dataset.update(cfg)
-        return dataset
+            size = size if isinstance(size, int) else size[0]
+        return training_set_cfg(runner.cfg.train_dataloader.dataset, size,
+                                **cfg)
 
     def _build(self, runner, name: str, cfg: dict, labelled: bool):
         """The dataset of ``bank`` / ``query``, refused (naming the key)
@@ -187,9 +189,6 @@ class RepresentationMonitorHook(Hook):
         start = time.perf_counter()
         scalars = self.compute(get_ori_model(runner.model))
         scalars['monitor/time'] = time.perf_counter() - start
-        for name, value in scalars.items():
-            key = name if name.startswith('monitor/') else f'monitor/{name}'
-            runner.message_hub.update_scalar(key, value)
         runner.visualizer.add_scalars(scalars, step=step)
         runner.logger.info(
             'RepresentationMonitorHook after %d iterations: %s', step,

@@ -4,6 +4,7 @@
 runner is built. docs/benchmarks.md says what each part rests on."""
 from mmengine.config import Config
 
+#: the config's data loader keys
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 

@@ -93,3 +93,33 @@ def test_fp16_overflow_is_skipped_not_nan(tmp_path, monkeypatch):
     loss = runner.message_hub.get_scalar('train/loss').current()
     assert math.isfinite(loss) and loss > 1e30
     _assert_last_good(tmp_path, 4)
+
+
+def test_reads_at_the_iterations_the_checkpoint_hook_saves(tmp_path,
+                                                           monkeypatch):
+    """Checkpoints every 3 iterations from ``save_begin=1`` (saved after
+    iterations 1, 4, 7 and the last, 9), logging every 10, epochs of 8
+    iterations: the loss terms are read at those iterations and at the
+    epoch's end, not at multiples of 3."""
+    from mmengine.hooks import CheckpointHook
+
+    from bootmae_mm.engine.hooks.deferred_reads import NonFiniteLossHook
+    runner = build_toy_runner(tmp_path, max_iters=9, interval=3,
+                              max_keep_ckpts=5)
+    next(h for h in runner.hooks
+         if isinstance(h, LoggerHook)).interval = 10
+    next(h for h in runner.hooks
+         if isinstance(h, CheckpointHook)).save_begin = 1
+    hook = next(h for h in runner.hooks if isinstance(h, NonFiniteLossHook))
+    read_at = []
+    real_read = type(hook).read
+
+    def read(self, runner, pending, all_ranks=True):
+        if all_ranks:  # the reads of after_train_iter / after_train
+            read_at.append(runner.iter + 1)
+        return real_read(self, runner, pending, all_ranks)
+
+    monkeypatch.setattr(type(hook), 'read', read)
+    runner.train()
+    assert _ckpt_iters(tmp_path) == [1, 4, 7, 9]
+    assert read_at == [1, 4, 7, 8, 9]

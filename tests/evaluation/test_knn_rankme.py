@@ -135,3 +135,23 @@ def test_extraction_leaves_the_global_random_stream_alone(image_folder):
     assert torch.equal(torch.rand(4), expected)
     assert feats.shape == (16, 64) and labels.tolist() == sorted(
         labels.tolist())  # in dataset order (folders of class 0, then 1)
+
+
+def test_one_pass_gives_every_pooling(image_folder):
+    """Several poolings from one pass equal one pass per pooling."""
+    from mmpretrain.registry import DATASETS
+
+    from bootmae_mm.evaluation import extract_features
+    from helpers.monitor import folder_dataset
+    model = MODELS.build(tiny_bootmae_cfg())
+    model.eval()
+    dataset = DATASETS.build(folder_dataset(image_folder))
+    both, labels = extract_features(model, dataset, ('mean', 'cls'),
+                                    batch_size=5)
+    assert set(both) == {'mean', 'cls'}
+    for kind in ('mean', 'cls'):
+        feats, kind_labels = extract_features(model, dataset, kind,
+                                              batch_size=5)
+        assert torch.equal(both[kind], feats)
+        assert torch.equal(labels, kind_labels)
+    assert not torch.equal(both['mean'], both['cls'])

@@ -35,10 +35,18 @@ def scalar_records(runner):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def test_monitor_logs_knn_and_rankme_during_training(tmp_path):
+def test_monitor_logs_knn_and_rankme_during_training(tmp_path, monkeypatch):
     runner = runner_with_monitor(
         tmp_path, bank=dict(split='train'), query=dict(split='val'),
         interval=1, k=5)
+    measured = []
+    real_measure = RepresentationMonitorHook.measure
+
+    def measure(self, *args, **kwargs):
+        measured.append(real_measure(self, *args, **kwargs))
+        return measured[-1]
+
+    monkeypatch.setattr(RepresentationMonitorHook, 'measure', measure)
     runner.train()
     records = [r for r in scalar_records(runner) if 'knn/top1' in r]
     # before the first iteration, then after each of the 2 epochs
@@ -49,8 +57,9 @@ def test_monitor_logs_knn_and_rankme_during_training(tmp_path):
         assert r['monitor/time'] > 0
     # it measures the model as it trains: the embeddings change
     assert records[0]['rankme'] != records[-1]['rankme']
-    hub = runner.message_hub.get_scalar('monitor/knn/top1')
-    assert hub.current() == records[-1]['knn/top1']
+    # each measurement is logged, as measured
+    assert [{k: r[k] for k in m} for r, m in zip(records, measured)] \
+        == measured and len(measured) == 3
     # the training losses are logged as before, the model trains again
     assert any('loss_pixel' in r for r in scalar_records(runner))
     assert runner.model.training

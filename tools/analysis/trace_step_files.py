@@ -1,7 +1,8 @@
 """Which files of bootmae_mm run code during training steps.
 
 Builds ``configs/bootmae_vit-b_800e.py`` (or another pretraining config)
-with a tiny encoder on a generated plain image folder, fp32 on the CPU,
+with a tiny encoder on a generated plain image folder, fitted to the
+machine as ``tools/train.py`` does (fp32 on the CPU),
 runs mmengine's Runner, and records with ``sys.setprofile`` (and
 ``threading.setprofile``) every function call from the start of
 iteration ``--first`` to the end of iteration ``--last`` (1-based, after
@@ -73,11 +74,10 @@ def tiny_cfg(config, data_root, work_dir, workers):
         pipeline=pipeline)
     cfg.train_dataloader.update(batch_size=4, num_workers=workers,
                                 persistent_workers=workers > 0)
-    # fp32 on the CPU: the plain wrapper (AmpOptimWrapper needs a GPU)
-    optim = cfg.optim_wrapper
-    optim.type = 'OptimWrapper'
-    for key in ('dtype', 'loss_scale'):
-        optim.pop(key, None)
+    # as tools/train.py fits it: on the CPU fp32 (the plain OptimWrapper,
+    # AmpOptimWrapper needs a GPU) and no pinned memory
+    from bootmae_mm.engine.device_fallback import fit_to_device
+    fit_to_device(cfg)
     cfg.env_cfg.dist_cfg = dict(backend='gloo')
     cfg.work_dir = work_dir
     cfg.log_level = 'WARNING'

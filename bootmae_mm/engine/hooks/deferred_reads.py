@@ -61,6 +61,11 @@ class DeferredReadsHook(Hook):
         super().before_train(runner)
         self._interval = self.interval or logger_interval(runner)
         self._pending = []
+        # (interval, save_begin) of each CheckpointHook saving by iteration
+        self._saves = [(hook.interval, hook.save_begin)
+                       for hook in runner.hooks
+                       if isinstance(hook, CheckpointHook)
+                       and not hook.by_epoch and hook.interval > 0]
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
@@ -78,11 +83,8 @@ class DeferredReadsHook(Hook):
                 or self.end_of_epoch(runner.train_dataloader, batch_idx)
                 or self.is_last_train_iter(runner)):
             return True
-        return any(
-            isinstance(hook, CheckpointHook) and not hook.by_epoch
-            and hook.interval > 0
-            and self.every_n_train_iters(runner, hook.interval)
-            for hook in runner.hooks)
+        return any(self.every_n_train_iters(runner, interval, save_begin)
+                   for interval, save_begin in self._saves)
 
     def after_train(self, runner) -> None:
         self.flush(runner)

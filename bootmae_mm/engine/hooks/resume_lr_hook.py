@@ -51,8 +51,11 @@ class ResumeLrHook(Hook):
         for scheduler in runner.param_schedulers or []:
             if getattr(scheduler, 'param_name', None) != 'lr':
                 continue
-            # through the scheduler's public state dict (what checkpoints
-            # hold): the base values and the last value it reports
+            # mmengine's schedulers have no public setter for their base
+            # and last values; state_dict()/load_state_dict() is their
+            # public persistence API (what checkpoints hold), so we edit its
+            # keys: 'base_values' and the last value the scheduler reports,
+            # which mmengine stores under its private name '_last_value'
             state = scheduler.state_dict()
             state['base_values'] = list(self.wanted)
             if state.get('_last_value') is not None:
