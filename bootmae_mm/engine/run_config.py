@@ -275,8 +275,10 @@ def run(cfg: Config, method: str):
     if started_group:
         # joined here, not torn down at interpreter exit, where gloo's
         # threads could abort a finished rank ("terminate called without
-        # an active exception", SIGABRT, seen once in
-        # tests/tools/test_tools.py)
+        # an active exception", SIGABRT, seen in tests/tools/test_tools.py);
+        # after a barrier, so that no rank closes its connections while
+        # another still talks to it
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return result
 
